@@ -1,0 +1,209 @@
+"""Command line: ``twin simulate | validate | info``.
+
+This is the only module that prints results, sets thread counts and turns
+errors into exit codes: 0 success, 2 user error (one line on stderr, never a
+traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from . import __version__
+from .errors import TwinError
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so ``main`` keeps control of exit codes."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise TwinError(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="twin", description="Digital-twin simulation engine for cardiac EP and neuro models.")
+    p.add_argument("--version", action="version", version=f"twin {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def case_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("case", help="case file (YAML)")
+        sp.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a case key, e.g. --set solver.dt=0.01 (repeatable)")
+        sp.add_argument("-q", "--quiet", action="store_true", help="only errors and warnings")
+        sp.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    s = sub.add_parser("simulate", help="run a case")
+    case_args(s)
+    s.add_argument("-o", "--output", metavar="OUTDIR", help="output folder (default: outputs.folder "
+                   "of the case, else out/<case name>)")
+    s.add_argument("--threads", type=int, metavar="N", help="number of threads (default: all cores)")
+    s.add_argument("--overwrite", action="store_true", help="replace a previous run in the output folder")
+    s.add_argument("--resume", action="store_true", help="continue from the output folder's checkpoint")
+
+    v = sub.add_parser("validate", help="check a case (and its mesh) without running it")
+    case_args(v)
+
+    i = sub.add_parser("info", help="version, cores and threading")
+    i.add_argument("--threads", type=int, metavar="N", help="threads to report for")
+    return p
+
+
+def _configure_logging(quiet: bool, verbose: bool, stream: TextIO) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    root = logging.getLogger("twin")
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("twin: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _set_threads(n: int | None) -> int:
+    import numba
+
+    limit = numba.config.NUMBA_NUM_THREADS
+    if n is None:
+        return numba.get_num_threads()
+    if not 1 <= n <= limit:
+        raise TwinError(f"--threads must be between 1 and {limit} (Numba's maximum on this machine), got {n}")
+    numba.set_num_threads(n)
+    return n
+
+
+class _ProgressBar:
+    """A one-line progress bar on a terminal; silent when not attached to one."""
+
+    def __init__(self, stream: TextIO, total_ms: float) -> None:
+        self.stream = stream
+        self.total = total_ms
+        self.t0 = time.perf_counter()
+
+    def __call__(self, fraction: float, t_ms: float) -> None:
+        width = 30
+        filled = int(width * fraction)
+        elapsed = time.perf_counter() - self.t0
+        eta = elapsed * (1 - fraction) / fraction if fraction > 0 else 0.0
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {100 * fraction:5.1f}%  "
+                          f"t = {t_ms:8.2f} / {self.total:g} ms  eta {eta:5.0f} s")
+        if fraction >= 1.0:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
+    from .case import load_case
+    from .solver.setup import build_problem
+
+    case = load_case(args.case, args.overrides)
+    problem = build_problem(case)
+    spec = case.spec
+    out.write(f"{args.case}: valid — {problem.mesh.n_points} nodes, {problem.mesh.n_tets} tetrahedra, "
+              f"model {spec.model.name}, {len(spec.stimuli)} stimulus protocol(s), "
+              f"{round(spec.solver.end_time / spec.solver.dt)} steps of {spec.solver.dt:g} ms\n")
+    return EXIT_OK
+
+
+def _cmd_simulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .case import load_case
+    from .io.output import RunFolder
+    from .solver.setup import build_problem
+    from .solver.simulation import Simulation
+
+    threads = _set_threads(args.threads)
+    case = load_case(args.case, args.overrides)
+    spec = case.spec
+    folder = Path(args.output or spec.outputs.folder or Path("out") / spec.name)
+    run_folder = RunFolder(folder, overwrite=args.overwrite, resume=args.resume)
+    problem = build_problem(case)
+    show_bar = not args.quiet and hasattr(err, "isatty") and err.isatty()
+    progress = _ProgressBar(err, spec.solver.end_time) if show_bar else None
+    sim = Simulation(problem, run_folder, progress=progress)
+    result = sim.run()
+    s = result.summary
+    t = s["timings_s"]
+    act = s["activation"]
+    if not args.quiet:
+        out.write(f"{spec.name}: {s['mesh']['nodes']} nodes, {s['run']['steps']} steps on {threads} "
+                  f"thread(s); compile {t['compile']:.2f} s, solve {t['solve']:.2f} s, "
+                  f"{s['throughput_node_steps_per_s']:.3g} node-steps/s\n")
+        if act["activated_nodes"]:
+            out.write(f"activation: {100 * act['fraction_activated']:.1f}% of nodes, "
+                      f"{act['first_ms']:.2f} to {act['last_ms']:.2f} ms\n")
+        else:
+            out.write("activation: no node crossed the threshold "
+                      f"({act['threshold_mV']:g} mV)\n")
+        out.write(f"results in {folder}/ (open {folder}/series.pvd in ParaView)\n")
+    return EXIT_OK
+
+
+def _cmd_info(args: argparse.Namespace, out: TextIO) -> int:
+    import numba
+
+    from .jit import threading_layer
+    from .solver.linalg import blocked_dot
+    from .solver.simulation import versions
+
+    threads = _set_threads(args.threads)
+    import numpy as np
+
+    blocked_dot(np.ones(4), np.ones(4), np.zeros(64))  # start the threading layer so it can be named
+    for k, v in versions().items():
+        out.write(f"{k:16s} {v}\n")
+    out.write(f"{'cores':16s} {os.cpu_count()}\n")
+    out.write(f"{'numba threads':16s} {threads} (max {numba.config.NUMBA_NUM_THREADS})\n")
+    out.write(f"{'threading layer':16s} {threading_layer()}\n")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
+         stderr: TextIO | None = None) -> int:
+    """Run the CLI; return the exit status instead of exiting.
+
+    Parameters
+    ----------
+    argv
+        Arguments without the program name (default ``sys.argv[1:]``).
+    stdout, stderr
+        Streams for results and for errors/logging (default the process's).
+    """
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    try:
+        args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+        _configure_logging(getattr(args, "quiet", False), getattr(args, "verbose", False), err)
+        if args.command == "simulate":
+            return _cmd_simulate(args, out, err)
+        if args.command == "validate":
+            return _cmd_validate(args, out)
+        return _cmd_info(args, out)
+    except TwinError as exc:
+        err.write(f"twin: error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err.write("\ntwin: interrupted; finished frames are kept (with checkpoints enabled, "
+                  "rerun with --resume to continue)\n")
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:  # --help and --version
+        return int(exc.code or 0)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

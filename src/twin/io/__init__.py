@@ -1,0 +1,1 @@
+"""Writers: ParaView time series (VTU + PVD), maps, CSV, JSON and checkpoints."""

@@ -1,0 +1,111 @@
+"""The output folder of one run: time series, maps, probes, summary, checkpoint.
+
+Existing results are never silently replaced: a folder that already holds a
+run is refused unless the caller asks to ``overwrite`` it (only twin's own
+files are removed) or to ``resume`` it from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import OutputError
+from .atomic import write_json, write_text
+from .vtk import PvdSeries, write_vtu
+
+logger = logging.getLogger(__name__)
+
+SERIES_DIR = "series"
+PVD = "series.pvd"
+ACTIVATION = "activation.vtu"
+PROBES = "probes.csv"
+SUMMARY = "summary.json"
+CHECKPOINT = "checkpoint.h5"
+OWN_FILES = (PVD, ACTIVATION, PROBES, SUMMARY, CHECKPOINT)
+
+
+class RunFolder:
+    """Manages the files of one run in ``folder``.
+
+    Parameters
+    ----------
+    folder
+        Output directory (created if needed).
+    overwrite
+        Replace a previous run's files in ``folder``.
+    resume
+        Continue the run whose checkpoint is in ``folder``.
+    """
+
+    def __init__(self, folder: str | Path, *, overwrite: bool = False, resume: bool = False) -> None:
+        self.folder = Path(folder)
+        self.resume = resume
+        previous = [n for n in OWN_FILES if (self.folder / n).exists()] + (
+            [SERIES_DIR] if (self.folder / SERIES_DIR).exists() else [])
+        if self.folder.exists() and not self.folder.is_dir():
+            raise OutputError(f"output path {self.folder} exists and is not a folder")
+        if resume:
+            if not (self.folder / CHECKPOINT).exists():
+                raise OutputError(f"cannot resume: no {CHECKPOINT} in {self.folder} (enable "
+                                  "outputs.checkpoint_interval to write checkpoints)")
+        elif previous and not overwrite:
+            raise OutputError(f"output folder {self.folder} already holds a run ({', '.join(previous)}); "
+                              "pass --overwrite to replace it, --resume to continue it, or -o to "
+                              "choose another folder")
+        elif previous:
+            logger.warning("overwriting the previous run in %s", self.folder)
+            for name in OWN_FILES:
+                (self.folder / name).unlink(missing_ok=True)
+            shutil.rmtree(self.folder / SERIES_DIR, ignore_errors=True)
+        try:
+            (self.folder / SERIES_DIR).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create output folder {self.folder}: {exc}") from None
+        pvd_path = self.folder / PVD
+        self.series = PvdSeries.read(pvd_path) if (resume and pvd_path.exists()) else PvdSeries(pvd_path)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.folder / CHECKPOINT
+
+    def write_frame(self, step: int, time: float, points: np.ndarray, tets: np.ndarray,
+                    fields: Mapping[str, np.ndarray]) -> None:
+        """Write one time-series frame and add it to the ``.pvd`` index."""
+        path = self.folder / SERIES_DIR / f"frame_{step:08d}.vtu"
+        write_vtu(path, points, tets, point_data=fields)
+        self.series.add(time, path)
+
+    def truncate_series(self, time: float) -> None:
+        """Forget frames after ``time`` [ms] (resuming from an earlier checkpoint)."""
+        self.series.truncate(time)
+
+    def write_activation(self, points: np.ndarray, tets: np.ndarray, activation: np.ndarray,
+                         cell_data: Mapping[str, np.ndarray]) -> Path:
+        """Write the activation-time map [ms] (NaN where a node never activated)."""
+        path = self.folder / ACTIVATION
+        write_vtu(path, points, tets, point_data={"activation_time": activation},
+                  cell_data=cell_data)
+        return path
+
+    def write_probes(self, header: Sequence[str], rows: np.ndarray) -> Path:
+        """Write probe traces as CSV (time [ms] then one column per probe [mV])."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(header)
+        for row in rows:
+            w.writerow([f"{x:.10g}" for x in row])
+        path = self.folder / PROBES
+        write_text(path, buf.getvalue())
+        return path
+
+    def write_summary(self, summary: Mapping) -> Path:
+        path = self.folder / SUMMARY
+        write_json(path, summary)
+        return path

@@ -1,0 +1,119 @@
+"""The generic reaction-model interface the tissue solver talks to.
+
+A reaction model is *n* states per node, a parameter table with one row per
+region, and one Numba kernel that advances every node by one time step::
+
+    kernel(states, params, region, i_stim, dt, n_sub) -> None
+
+``states`` is ``(n_states, n_nodes)`` float64 C-contiguous (so the diffusing
+state is a zero-copy row), ``params`` is ``(n_regions, n_params)``, ``region``
+maps each node to a row of ``params`` and ``i_stim`` is the applied current per
+capacitance [mV/ms] (already divided by χ·Cm).  The kernel updates ``states``
+in place, includes ``i_stim`` in the diffusing state's derivative and
+allocates nothing.  Nothing here is cardiac-specific: neuro models use the
+same contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelError
+
+
+@dataclass(frozen=True)
+class ReactionModel:
+    """A reaction model bound to the tissue solver.
+
+    Attributes
+    ----------
+    name
+        Registry name (``mitchell_schaeffer``).
+    description, provenance
+        What it is and where equations and parameter values come from.
+    state_names, state_units
+        One entry per state; ``state_names[vm_index]`` is the diffusing state.
+    initial_state
+        ``(n_states,)`` resting state.
+    param_names, param_units, param_defaults
+        The parameter table's columns and default row.
+    vm_index
+        Row of ``states`` that diffuses (the membrane potential [mV]).
+    activation_threshold
+        Default threshold [mV] for activation times.
+    kernel
+        The Numba step kernel described in the module docstring.
+    """
+
+    name: str
+    description: str
+    provenance: str
+    state_names: tuple[str, ...]
+    state_units: tuple[str, ...]
+    initial_state: np.ndarray
+    param_names: tuple[str, ...]
+    param_units: tuple[str, ...]
+    param_defaults: np.ndarray
+    vm_index: int
+    activation_threshold: float
+    kernel: Any = field(repr=False)
+
+    @property
+    def n_states(self) -> int:
+        return len(self.state_names)
+
+    @property
+    def n_params(self) -> int:
+        return len(self.param_names)
+
+    def initial_states(self, n_nodes: int) -> np.ndarray:
+        """Return ``(n_states, n_nodes)`` states at rest, C-contiguous."""
+        return np.ascontiguousarray(np.repeat(self.initial_state[:, None], n_nodes, axis=1))
+
+    def parameter_row(self, overrides: Mapping[str, float | str], base: np.ndarray | None = None
+                      ) -> np.ndarray:
+        """Apply named overrides (numbers or factors ``"x0.5"``) to ``base`` (default row)."""
+        from ..case import parse_parameter
+
+        row = np.array(self.param_defaults if base is None else base, dtype=np.float64)
+        for name, value in overrides.items():
+            if name not in self.param_names:
+                raise ModelError(f"model '{self.name}' has no parameter '{name}'; "
+                                 f"parameters: {', '.join(self.param_names)}")
+            j = self.param_names.index(name)
+            try:
+                row[j] = parse_parameter(value, row[j])
+            except ValueError as exc:
+                raise ModelError(f"parameter '{name}': {exc}") from None
+        return row
+
+    def parameter_table(self, overrides: Mapping[str, float | str],
+                        region_overrides: Mapping[int, Mapping[str, float | str]],
+                        tags: np.ndarray) -> np.ndarray:
+        """Build the ``(len(tags), n_params)`` table: base overrides, then per-tag overrides.
+
+        Region factors (``"x0.5"``) scale the case's base value, not the model default.
+        """
+        base = self.parameter_row(overrides)
+        table = np.repeat(base[None, :], len(tags), axis=0)
+        for tag, ov in region_overrides.items():
+            hits = np.flatnonzero(tags == tag)
+            for i in hits:
+                table[i] = self.parameter_row(ov, base)
+        return np.ascontiguousarray(table)
+
+    def info(self) -> dict[str, Any]:
+        """Plain description (for ``summary.json`` and ``twin models show``)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "provenance": self.provenance,
+            "states": [{"name": n, "unit": u, "initial": float(v)}
+                       for n, u, v in zip(self.state_names, self.state_units, self.initial_state)],
+            "parameters": [{"name": n, "unit": u, "default": float(v)}
+                           for n, u, v in zip(self.param_names, self.param_units, self.param_defaults)],
+        }

@@ -1,0 +1,1 @@
+"""Observers: quantities derived from the solution while it runs."""

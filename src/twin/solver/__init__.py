@@ -1,0 +1,1 @@
+"""Monodomain solver: problem set-up, diffusion, stimuli and the splitting loop."""

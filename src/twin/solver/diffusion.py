@@ -1,0 +1,140 @@
+"""The diffusion half of the splitting: M dV/dt = -(1/(χ Cm)) K V, zero-flux boundary.
+
+θ-scheme (θ = 1/2 Crank–Nicolson, θ = 1 backward Euler)::
+
+    (M + θ dt K') V⁺ = (M − (1−θ) dt K') V,      K' = K / (χ Cm)
+
+solved by Jacobi-PCG warm-started from the current V; or explicit forward
+Euler with lumped mass, which is refused when dt exceeds the stability limit
+2 / λ_max(M_L⁻¹ K').
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from ..errors import SolverError
+from .linalg import N_BLOCKS, csr_matvec, pcg
+
+logger = logging.getLogger(__name__)
+
+
+def _csr_arrays(mat: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mat = mat.tocsr()
+    mat.sort_indices()
+    return (np.ascontiguousarray(mat.indptr, dtype=np.int64),
+            np.ascontiguousarray(mat.indices, dtype=np.int32),
+            np.ascontiguousarray(mat.data, dtype=np.float64))
+
+
+def stability_limit(stiffness: sp.csr_matrix, lumped: np.ndarray) -> float:
+    """Largest stable forward-Euler dt [ms] for M_L dV/dt = -K' V: 2/λ_max(M_L⁻¹ K')."""
+    d = 1.0 / np.sqrt(lumped)
+    sym = sp.diags(d) @ stiffness @ sp.diags(d)
+    if sym.shape[0] < 3:
+        lam = float(np.linalg.eigvalsh(sym.toarray()).max())
+    else:
+        try:
+            lam = float(spla.eigsh(sym, k=1, which="LA", tol=1e-4, return_eigenvectors=False,
+                                   maxiter=5000)[0])
+        except spla.ArpackNoConvergence:
+            # Gershgorin's bound is safe (never below λ_max), just conservative
+            lam = float(np.abs(sym).sum(axis=1).max())
+    return 2.0 / lam if lam > 0 else np.inf
+
+
+class DiffusionStepper:
+    """Advances the diffusing state by one time step, in place.
+
+    Parameters
+    ----------
+    stiffness
+        K [mS] from :func:`twin.fem.stiffness_matrix`.
+    mass
+        Consistent mass matrix (sparse) or lumped mass (1-D array) [mm³].
+    chi, cm
+        Surface-to-volume ratio [1/mm] and membrane capacitance [µF/mm²].
+    dt
+        Time step of the diffusion solve [ms].
+    theta
+        Implicitness (0.5 Crank–Nicolson, 1 backward Euler); ignored for explicit.
+    method
+        ``"implicit"`` or ``"explicit"``.
+    tol, max_iter
+        PCG relative residual tolerance and iteration cap.
+    """
+
+    def __init__(self, stiffness: sp.csr_matrix, mass: sp.csr_matrix | np.ndarray, chi: float, cm: float,
+                 dt: float, theta: float = 0.5, method: str = "implicit", tol: float = 1e-8,
+                 max_iter: int = 1000) -> None:
+        n = stiffness.shape[0]
+        self.n = n
+        self.dt = dt
+        self.method = method
+        self.tol = tol
+        self.max_iter = max_iter
+        k_scaled = (stiffness / (chi * cm)).tocsr()
+        lumped = isinstance(mass, np.ndarray)
+        m_mat = sp.diags(mass).tocsr() if lumped else mass.tocsr()
+        self.iterations_total = 0
+        self.solves = 0
+        if method == "explicit":
+            if not lumped:
+                raise SolverError("explicit diffusion needs a lumped mass matrix")
+            self.dt_limit = stability_limit(k_scaled, mass)
+            if dt > self.dt_limit:
+                raise SolverError(
+                    f"explicit diffusion is unstable with dt = {dt:g} ms: the limit for this mesh "
+                    f"and conductivity is {self.dt_limit:.4g} ms; reduce solver.dt or use "
+                    "solver.diffusion: implicit")
+            # V⁺ = V − dt M_L⁻¹ K' V  as one matrix  B = I − dt M_L⁻¹ K'
+            b_mat = (sp.identity(n, format="csr") - dt * sp.diags(1.0 / mass) @ k_scaled).tocsr()
+            self._b = _csr_arrays(b_mat)
+            self._a = None
+        elif method == "implicit":
+            self.dt_limit = np.inf
+            a_mat = (m_mat + theta * dt * k_scaled).tocsr()
+            b_mat = (m_mat - (1.0 - theta) * dt * k_scaled).tocsr()
+            self._a = _csr_arrays(a_mat)
+            self._b = _csr_arrays(b_mat)
+            diag = a_mat.diagonal()
+            if np.any(diag <= 0):
+                raise SolverError("the diffusion system has a non-positive diagonal entry; "
+                                  "check the mesh and conductivities")
+            self._diag_inv = 1.0 / diag
+        else:
+            raise SolverError(f"unknown diffusion method '{method}'")
+        self._rhs = np.zeros(n)
+        self._work = [np.zeros(n) for _ in range(4)]
+        self._partial = np.zeros(N_BLOCKS)
+
+    def step(self, v: np.ndarray) -> int:
+        """Advance ``v`` (length n, contiguous) by one step in place; return PCG iterations."""
+        indptr, indices, data = self._b
+        csr_matvec(indptr, indices, data, v, self._rhs)
+        if self._a is None:
+            v[:] = self._rhs
+            return 0
+        r, z, p, q = self._work
+        ai, aj, av = self._a
+        its = pcg(ai, aj, av, self._diag_inv, self._rhs, v, self.tol, self.max_iter, r, z, p, q,
+                  self._partial)
+        if its < 0:
+            raise SolverError(f"the diffusion solve did not converge in {self.max_iter} PCG iterations "
+                              f"(tolerance {self.tol:g}); raise solver.max_iterations or check the mesh")
+        self.iterations_total += its
+        self.solves += 1
+        return its
+
+    def warm_up(self) -> None:
+        """Compile the kernels on a copy of a tiny problem's data (so compile time is measured apart)."""
+        v = np.zeros(self.n)
+        rhs_backup = self._rhs.copy()
+        self.step(v)
+        self._rhs[:] = rhs_backup
+        self.iterations_total = 0
+        self.solves = 0

@@ -1,0 +1,292 @@
+"""The splitting loop: stimulus → reaction → diffusion → observers → output.
+
+Godunov splitting advances reaction then diffusion by a full ``dt``; Strang
+splitting does half a reaction step, a diffusion step and another half
+reaction step (second order in time with θ = 1/2).  Everything the loop
+touches is allocated before it starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import DivergenceError, OutputError
+from ..io.checkpoint import load_checkpoint, save_checkpoint
+from ..io.output import RunFolder
+from ..jit import threading_layer
+from ..observers.activation import ActivationMap
+from ..observers.probes import ProbeRecorder
+from .diffusion import DiffusionStepper
+from .setup import Problem
+from .stimulus import StimulusSet
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[float, float], None]
+
+
+@dataclass
+class Result:
+    """What a run produced.
+
+    Attributes
+    ----------
+    activation
+        ``(n,)`` first activation time per node [ms], NaN where never activated.
+    states
+        ``(n_states, n)`` final state.
+    time
+        Final simulated time [ms].
+    probe_header, probe_rows
+        Probe traces (time [ms] first).
+    summary
+        Provenance, timings and metrics (also written as ``summary.json``).
+    """
+
+    activation: np.ndarray
+    states: np.ndarray
+    time: float
+    probe_header: list[str]
+    probe_rows: np.ndarray
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def versions() -> dict[str, str]:
+    """Versions of twin and of the libraries that change results."""
+    import meshio
+    import numba
+    import scipy
+
+    return {"twin": __version__, "python": platform.python_version(), "numpy": np.__version__,
+            "scipy": scipy.__version__, "numba": numba.__version__, "meshio": meshio.__version__}
+
+
+def case_fingerprint(problem: Problem) -> str:
+    """Hash of everything that determines the solution up to a given time.
+
+    Outputs and the end time are left out, so a run can be resumed with more
+    output or extended to a later end time.
+    """
+    resolved = problem.case.resolved()
+    resolved.pop("outputs", None)
+    resolved.pop("name", None)
+    resolved.pop("description", None)
+    resolved["solver"].pop("end_time", None)
+    text = json.dumps(resolved, sort_keys=True) + problem.mesh_hash
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Simulation:
+    """Runs a :class:`Problem` with the case's solver settings.
+
+    Parameters
+    ----------
+    problem
+        Built by :func:`twin.solver.setup.build_problem`.
+    folder
+        Where outputs go, or ``None`` to keep results in memory only.
+    progress
+        Called as ``progress(fraction_done, simulated_time_ms)`` about 100 times a run.
+    """
+
+    def __init__(self, problem: Problem, folder: RunFolder | None = None,
+                 progress: ProgressCallback | None = None) -> None:
+        self.problem = problem
+        self.folder = folder
+        self.progress = progress
+        solver = problem.case.spec.solver
+        self.dt = solver.dt
+        self.n_steps = int(round(solver.end_time / solver.dt))
+        t0 = time.perf_counter()
+        self.diffusion = DiffusionStepper(problem.stiffness, problem.mass, problem.case.spec.tissue.chi,
+                                          problem.case.spec.tissue.cm, solver.dt, theta=solver.theta,
+                                          method=solver.diffusion, tol=solver.tolerance,
+                                          max_iter=solver.max_iterations)
+        self.setup_time = time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ helpers
+    def _compile(self) -> float:
+        """Compile every kernel on tiny inputs of the real types; return seconds spent."""
+        p = self.problem
+        t0 = time.perf_counter()
+        tiny = p.model.initial_states(2)
+        p.model.kernel(tiny, p.params, np.zeros(2, np.int32), np.zeros(2), self.dt, 1)
+        self.diffusion.warm_up()
+        ActivationMap(2, 0.0).update(np.zeros(2), np.zeros(2), 0.0, self.dt)
+        return time.perf_counter() - t0
+
+    def _every(self, interval: float) -> int:
+        return int(round(interval / self.dt)) if interval > 0 else 0
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> Result:
+        """Run to ``solver.end_time`` (from the checkpoint when the folder resumes)."""
+        p = self.problem
+        spec = p.case.spec
+        n = p.n_nodes
+        model = p.model
+        vm_row = model.vm_index
+        sub = spec.solver.reaction_substeps
+        strang = spec.solver.splitting == "strang"
+        dt = self.dt
+        compile_time = self._compile()
+
+        states = model.initial_states(n)
+        v = states[vm_row]                       # zero-copy view: diffusion updates it in place
+        v_prev = v.copy()
+        activation = ActivationMap(n, p.activation_threshold)
+        probes = ProbeRecorder(p.probe_names, p.probe_nodes, p.probe_weights, self.n_steps + 1)
+        stimuli = StimulusSet(p.stimuli, n)
+        region = p.node_region
+        params = p.params
+        kernel = model.kernel
+        out_every = self._every(spec.outputs.interval) if self.folder else 0
+        ckpt_every = self._every(spec.outputs.checkpoint_interval) if self.folder else 0
+        field_rows = {name: (vm_row if name == "Vm" else model.state_names.index(name))
+                      for name in spec.outputs.fields}
+        fingerprint = case_fingerprint(p)
+
+        start_step = 0
+        if self.folder is not None and self.folder.resume:
+            start_step = self._restore(states, v_prev, activation, probes, fingerprint)
+            v = states[vm_row]
+        elif self.folder is not None and out_every:
+            self._write_frame(0, 0.0, states, field_rows)
+        probes.record(start_step, start_step * dt, v)
+
+        timers = {"reaction": 0.0, "diffusion": 0.0, "observers": 0.0, "output": 0.0}
+        report_every = max(1, self.n_steps // 100)
+        clock = time.perf_counter
+        t_solve = clock()
+        for step in range(start_step, self.n_steps):
+            t = step * dt
+            c0 = clock()
+            if strang:
+                kernel(states, params, region, stimuli.at(t + 0.25 * dt), 0.5 * dt, sub)
+            else:
+                kernel(states, params, region, stimuli.at(t + 0.5 * dt), dt, sub)
+            c1 = clock()
+            self.diffusion.step(v)
+            c2 = clock()
+            if strang:
+                kernel(states, params, region, stimuli.at(t + 0.75 * dt), 0.5 * dt, sub)
+            c3 = clock()
+            if not np.isfinite(v.sum()):
+                bad = int(np.flatnonzero(~np.isfinite(v))[0])
+                raise DivergenceError(t + dt, step + 1, bad)
+            activation.update(v_prev, v, t, dt)
+            v_prev[:] = v
+            probes.record(step + 1, t + dt, v)
+            c4 = clock()
+            if out_every and (step + 1) % out_every == 0:
+                self._write_frame(step + 1, t + dt, states, field_rows)
+            if ckpt_every and (step + 1) % ckpt_every == 0 and step + 1 < self.n_steps:
+                self._checkpoint(step + 1, states, v_prev, activation, probes, fingerprint)
+            c5 = clock()
+            timers["reaction"] += (c1 - c0) + (c3 - c2)
+            timers["diffusion"] += c2 - c1
+            timers["observers"] += c4 - c3
+            timers["output"] += c5 - c4
+            if self.progress is not None and ((step + 1) % report_every == 0 or step + 1 == self.n_steps):
+                self.progress((step + 1) / self.n_steps, t + dt)
+        solve_time = clock() - t_solve
+
+        t_out = clock()
+        end_time = self.n_steps * dt
+        header, rows = probes.table()
+        summary = self._summary(compile_time, solve_time, timers, activation, self.n_steps - start_step,
+                                end_time)
+        if self.folder is not None:
+            cells = {"region": p.mesh.regions}
+            if p.mesh.fibres is not None:
+                cells["fibres"] = p.mesh.fibres
+            files = {"series": str(self.folder.series.path.name) if out_every else None,
+                     "activation": self.folder.write_activation(p.mesh.points, p.mesh.tets,
+                                                                activation.times, cells).name}
+            if header[1:]:
+                files["probes"] = self.folder.write_probes(header, rows).name
+            summary["timings_s"]["final_output"] = clock() - t_out
+            summary["files"] = files
+            self.folder.write_summary(summary)
+            if ckpt_every:
+                # a final checkpoint lets a later run extend this one to a longer end_time
+                self._checkpoint(self.n_steps, states, v_prev, activation, probes, fingerprint)
+        return Result(activation=activation.times, states=states, time=end_time, probe_header=header,
+                      probe_rows=rows, summary=summary)
+
+    # ------------------------------------------------------------------ output
+    def _write_frame(self, step: int, t: float, states: np.ndarray, field_rows: dict[str, int]) -> None:
+        assert self.folder is not None
+        mesh = self.problem.mesh
+        self.folder.write_frame(step, t, mesh.points, mesh.tets,
+                                {name: states[row] for name, row in field_rows.items()})
+
+    def _checkpoint(self, step: int, states: np.ndarray, v_prev: np.ndarray, activation: ActivationMap,
+                    probes: ProbeRecorder, fingerprint: str) -> None:
+        assert self.folder is not None
+        save_checkpoint(self.folder.checkpoint_path,
+                        {"states": states, "v_prev": v_prev, "activation": activation.times,
+                         "probe_times": probes.times[: step + 1], "probe_values": probes.values[: step + 1]},
+                        {"step": step, "time": step * self.dt, "dt": self.dt, "fingerprint": fingerprint,
+                         "mesh_hash": self.problem.mesh_hash})
+        logger.info("checkpoint at t = %g ms", step * self.dt)
+
+    def _restore(self, states: np.ndarray, v_prev: np.ndarray, activation: ActivationMap,
+                 probes: ProbeRecorder, fingerprint: str) -> int:
+        assert self.folder is not None
+        arrays, attrs = load_checkpoint(self.folder.checkpoint_path)
+        if attrs.get("fingerprint") != fingerprint:
+            raise OutputError(f"cannot resume from {self.folder.checkpoint_path}: it was written for a "
+                              "different case or mesh (only outputs and solver.end_time may change)")
+        step = int(attrs["step"])
+        if step > self.n_steps:
+            raise OutputError(f"cannot resume: the checkpoint is at t = {attrs['time']} ms, after "
+                              f"solver.end_time = {self.n_steps * self.dt} ms")
+        states[:] = arrays["states"]
+        v_prev[:] = arrays["v_prev"]
+        activation.times[:] = arrays["activation"]
+        k = len(arrays["probe_times"])
+        probes.times[:k] = arrays["probe_times"]
+        probes.values[:k] = arrays["probe_values"]
+        self.folder.truncate_series(step * self.dt)
+        logger.info("resuming from the checkpoint at t = %g ms (step %d)", step * self.dt, step)
+        return step
+
+    def _summary(self, compile_time: float, solve_time: float, timers: dict[str, float],
+                 activation: ActivationMap, steps: int, end_time: float) -> dict[str, Any]:
+        import numba
+
+        p = self.problem
+        node_steps = p.n_nodes * steps
+        return {
+            "case": {"file": p.case.source, "resolved": p.case.resolved()},
+            "mesh": {"hash": p.mesh_hash, "nodes": p.mesh.n_points, "tetrahedra": p.mesh.n_tets,
+                     "regions": [int(t) for t in p.tags]},
+            "model": {"name": p.model.name, "provenance": p.model.provenance,
+                      "parameters": {str(int(tag)): dict(zip(p.model.param_names, map(float, row)))
+                                     for tag, row in zip(p.tags, p.params)}},
+            "versions": versions(),
+            "machine": {"platform": platform.platform(), "threads": numba.get_num_threads(),
+                        "threading_layer": threading_layer()},
+            "run": {"end_time_ms": end_time, "dt_ms": self.dt, "steps": steps,
+                    "pcg_iterations_mean": (self.diffusion.iterations_total / self.diffusion.solves
+                                            if self.diffusion.solves else 0.0),
+                    "explicit_dt_limit_ms": (None if not np.isfinite(self.diffusion.dt_limit)
+                                             else self.diffusion.dt_limit)},
+            "timings_s": {**{f"setup_{k}": v for k, v in p.timings.items()},
+                          "setup_solver": self.setup_time, "compile": compile_time, "solve": solve_time,
+                          **{f"solve_{k}": v for k, v in timers.items()}},
+            "throughput_node_steps_per_s": node_steps / solve_time if solve_time > 0 else None,
+            "activation": {"threshold_mV": p.activation_threshold, **activation.stats(),
+                           "fraction_activated": float(np.isfinite(activation.times).mean())},
+        }

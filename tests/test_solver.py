@@ -1,0 +1,150 @@
+"""Monodomain solver: linear algebra, diffusion, splitting, conduction velocity convergence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from twin.case import case_from_text
+from twin.errors import DivergenceError, SolverError
+from twin.fem import lumped_mass, mass_matrix, stiffness_matrix
+from twin.mesh import box_mesh
+from twin.solver.diffusion import DiffusionStepper
+from twin.solver.linalg import N_BLOCKS, blocked_dot, csr_matvec, pcg
+from twin.solver.setup import build_problem
+from twin.solver.simulation import Simulation
+from twin.solver.stimulus import StimulusProtocol
+
+
+def test_csr_matvec_and_pcg_against_scipy():
+    rng = np.random.default_rng(1)
+    a = sp.random(200, 200, density=0.05, random_state=2)
+    a = (a @ a.T + 200 * sp.identity(200)).tocsr()
+    x = rng.normal(size=200)
+    out = np.zeros(200)
+    csr_matvec(a.indptr.astype(np.int64), a.indices.astype(np.int32), a.data, x, out)
+    assert np.allclose(out, a @ x)
+    b = a @ x
+    sol = np.zeros(200)
+    work = [np.zeros(200) for _ in range(4)]
+    its = pcg(a.indptr.astype(np.int64), a.indices.astype(np.int32), a.data, 1 / a.diagonal(), b, sol,
+              1e-12, 500, *work, np.zeros(N_BLOCKS))
+    assert its > 0
+    assert np.allclose(sol, x, atol=1e-9)
+
+
+def test_blocked_dot_is_exact_enough_and_deterministic():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=10007), rng.normal(size=10007)
+    partial = np.zeros(N_BLOCKS)
+    d1 = blocked_dot(a, b, partial)
+    assert d1 == pytest.approx(a @ b, rel=1e-12)
+    assert blocked_dot(a, b, partial) == d1
+
+
+def heat_mode_decay(method: str, theta: float, dt: float, mass: str) -> float:
+    """Relative error of the decay of the first Neumann cosine mode after 10 ms."""
+    mesh = box_mesh((4.0, 0.25, 0.25), (0.05, 0.25, 0.25))
+    k = stiffness_matrix(mesh.points, mesh.tets, np.ones(mesh.n_tets))
+    m = lumped_mass(mesh.points, mesh.tets) if mass == "lumped" else mass_matrix(mesh.points, mesh.tets)
+    stepper = DiffusionStepper(k, m, chi=1.0, cm=1.0, dt=dt, theta=theta, method=method, tol=1e-12)
+    v = np.cos(np.pi * mesh.points[:, 0] / 4.0)
+    v0 = v.copy()
+    for _ in range(int(round(10.0 / dt))):
+        stepper.step(v)
+    exact = np.exp(-(np.pi / 4.0) ** 2 * 10.0)
+    return abs(v @ v0 / (v0 @ v0) - exact) / exact
+
+
+def test_diffusion_matches_heat_equation_and_time_orders():
+    e_cn = [heat_mode_decay("implicit", 0.5, dt, "consistent") for dt in (2.0, 1.0)]
+    e_be = [heat_mode_decay("implicit", 1.0, dt, "consistent") for dt in (1.0, 0.5)]
+    assert e_cn[1] < 2e-3
+    # spatial error (h = 0.05) is far below these time errors, so the orders show
+    assert np.log2(e_be[0] / e_be[1]) == pytest.approx(1.0, abs=0.15)
+    assert np.log2(e_cn[0] / e_cn[1]) == pytest.approx(2.0, abs=0.3)
+    assert heat_mode_decay("explicit", 0.0, 0.001, "lumped") < 2e-3
+
+
+def test_explicit_refuses_unstable_dt():
+    mesh = box_mesh((1.0, 1.0, 1.0), 0.1)
+    k = stiffness_matrix(mesh.points, mesh.tets, np.ones(mesh.n_tets))
+    ml = lumped_mass(mesh.points, mesh.tets)
+    with pytest.raises(SolverError, match="unstable with dt = 0.1 ms: the limit"):
+        DiffusionStepper(k, ml, chi=1.0, cm=1.0, dt=0.1, method="explicit")
+    stepper = DiffusionStepper(k, ml, chi=1.0, cm=1.0, dt=0.001, method="explicit")
+    assert 0.001 < stepper.dt_limit < 0.1
+
+
+def test_stimulus_protocol_timing():
+    p = StimulusProtocol("s", np.array([0]), 10.0, start=5.0, duration=2.0, period=100.0, count=3)
+    active = [t for t in np.arange(0, 400, 0.5) + 0.25 if p.is_active(t)]
+    assert len(active) == 3 * 4
+    assert min(active) > 5 and max(active) < 207
+
+
+PLANAR = """
+name: planar
+mesh: {{generator: box, size: [{length}, {width}, {width}], spacing: {h}}}
+tissue:
+  sigma_l: {sl}
+  sigma_t: {st}
+  fibres: {{source: uniform, direction: {fibre}}}
+model: {{name: {model}}}
+stimuli:
+  - region: {{box: {{min: [0, 0, 0], max: [{stim_x}, {width}, {width}]}}}}
+    strength: 60 A/F
+    duration: 1
+solver: {{dt: {dt}, end_time: {end}, splitting: {splitting}, mass: {mass}}}
+outputs: {{interval: 0}}
+"""
+
+
+def planar_cv(h: float, *, sl=0.17, st=0.019, fibre="[1, 0, 0]", model="mitchell_schaeffer", dt=0.01,
+              end=30.0, splitting="godunov", mass="consistent", length=8.0, width=None) -> float:
+    """Conduction velocity [mm/ms] of a planar wave along x, from activation times at x = 3 and 6 mm."""
+    width = width or 2 * h
+    case = case_from_text(PLANAR.format(length=length, width=width, h=h, sl=sl, st=st, fibre=fibre,
+                                        model=model, stim_x=0.5, dt=dt, end=end, splitting=splitting,
+                                        mass=mass))
+    problem = build_problem(case)
+    result = Simulation(problem).run()
+    x = problem.mesh.points[:, 0]
+    act = result.activation
+    assert np.isfinite(act).all(), "the wave did not reach the end of the slab"
+    t3 = act[np.isclose(x, 3.0)].mean()
+    t6 = act[np.isclose(x, 6.0)].mean()
+    return 3.0 / (t6 - t3)
+
+
+def test_cv_converges_under_mesh_refinement_with_measured_order():
+    hs = (0.2, 0.1, 0.05)
+    cvs = [planar_cv(h, dt=0.005) for h in hs]
+    d1, d2 = cvs[0] - cvs[1], cvs[1] - cvs[2]
+    order = np.log2(abs(d1) / abs(d2))
+    assert d1 * d2 > 0, f"CV not monotone under refinement: {cvs}"
+    assert order > 1.0, f"observed CV order {order:.2f} for {cvs}"
+    assert abs(d2) / cvs[2] < 0.05
+
+
+def test_cv_ratio_follows_conductivity_ratio():
+    """Along/across fibres: CV_l / CV_t = sqrt(σl/σt) (monodomain scaling), on a fine mesh."""
+    cv_l = planar_cv(0.025, fibre="[1, 0, 0]", dt=0.005, end=20.0, width=0.05)
+    cv_t = planar_cv(0.025, fibre="[0, 1, 0]", dt=0.005, end=60.0, width=0.05)
+    expected = np.sqrt(0.17 / 0.019)
+    assert cv_l / cv_t == pytest.approx(expected, rel=0.03)
+
+
+def test_strang_and_godunov_agree_and_threads_reproduce():
+    cv_g = planar_cv(0.1, splitting="godunov")
+    cv_s = planar_cv(0.1, splitting="strang")
+    assert cv_s == pytest.approx(cv_g, rel=0.02)
+
+
+def test_divergence_is_reported_with_time_step_and_node():
+    case = case_from_text(PLANAR.format(length=2.0, width=0.5, h=0.25, sl=0.17, st=0.019, fibre="[1, 0, 0]",
+                                        model="aliev_panfilov", stim_x=0.5, dt=1.0, end=50.0,
+                                        splitting="godunov", mass="lumped").replace("60 A/F", "1e6 A/F"))
+    with pytest.raises(DivergenceError, match=r"non-finite Vm at t = \d+(\.\d+)? ms \(step \d+, node \d+\)"):
+        Simulation(build_problem(case)).run()
