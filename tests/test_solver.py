@@ -45,26 +45,26 @@ def test_blocked_dot_is_exact_enough_and_deterministic():
 
 def heat_mode_decay(method: str, theta: float, dt: float, mass: str) -> float:
     """Relative error of the decay of the first Neumann cosine mode after 10 ms."""
-    mesh = box_mesh((4.0, 0.25, 0.25), (0.05, 0.25, 0.25))
+    mesh = box_mesh((8.0, 0.25, 0.25), (0.05, 0.25, 0.25))
     k = stiffness_matrix(mesh.points, mesh.tets, np.ones(mesh.n_tets))
     m = lumped_mass(mesh.points, mesh.tets) if mass == "lumped" else mass_matrix(mesh.points, mesh.tets)
     stepper = DiffusionStepper(k, m, chi=1.0, cm=1.0, dt=dt, theta=theta, method=method, tol=1e-12)
-    v = np.cos(np.pi * mesh.points[:, 0] / 4.0)
+    v = np.cos(np.pi * mesh.points[:, 0] / 8.0)
     v0 = v.copy()
     for _ in range(int(round(10.0 / dt))):
         stepper.step(v)
-    exact = np.exp(-(np.pi / 4.0) ** 2 * 10.0)
+    exact = np.exp(-(np.pi / 8.0) ** 2 * 10.0)
     return abs(v @ v0 / (v0 @ v0) - exact) / exact
 
 
 def test_diffusion_matches_heat_equation_and_time_orders():
     e_cn = [heat_mode_decay("implicit", 0.5, dt, "consistent") for dt in (2.0, 1.0)]
     e_be = [heat_mode_decay("implicit", 1.0, dt, "consistent") for dt in (1.0, 0.5)]
-    assert e_cn[1] < 2e-3
+    assert e_cn[1] < 5e-3
     # spatial error (h = 0.05) is far below these time errors, so the orders show
     assert np.log2(e_be[0] / e_be[1]) == pytest.approx(1.0, abs=0.15)
     assert np.log2(e_cn[0] / e_cn[1]) == pytest.approx(2.0, abs=0.3)
-    assert heat_mode_decay("explicit", 0.0, 0.001, "lumped") < 2e-3
+    assert heat_mode_decay("explicit", 0.0, 0.0005, "lumped") < 2e-3
 
 
 def test_explicit_refuses_unstable_dt():
@@ -130,10 +130,10 @@ def test_cv_converges_under_mesh_refinement_with_measured_order():
 
 def test_cv_ratio_follows_conductivity_ratio():
     """Along/across fibres: CV_l / CV_t = sqrt(σl/σt) (monodomain scaling), on a fine mesh."""
-    cv_l = planar_cv(0.025, fibre="[1, 0, 0]", dt=0.005, end=20.0, width=0.05)
-    cv_t = planar_cv(0.025, fibre="[0, 1, 0]", dt=0.005, end=60.0, width=0.05)
+    cv_l = planar_cv(0.025, fibre="[1, 0, 0]", dt=0.005, end=30.0, width=0.05)
+    cv_t = planar_cv(0.025, fibre="[0, 1, 0]", dt=0.005, end=70.0, width=0.05)
     expected = np.sqrt(0.17 / 0.019)
-    assert cv_l / cv_t == pytest.approx(expected, rel=0.03)
+    assert cv_l / cv_t == pytest.approx(expected, rel=0.01)
 
 
 def test_strang_and_godunov_agree_and_threads_reproduce():

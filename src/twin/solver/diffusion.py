@@ -113,7 +113,14 @@ class DiffusionStepper:
         self._partial = np.zeros(N_BLOCKS)
 
     def step(self, v: np.ndarray) -> int:
-        """Advance ``v`` (length n, contiguous) by one step in place; return PCG iterations."""
+        """Advance ``v`` (length n, contiguous) by one step in place.
+
+        Returns
+        -------
+        int
+            PCG iterations, or ``-2`` when ``v`` holds values so large that the
+            solve overflows (``v`` is then undefined and the run must stop).
+        """
         indptr, indices, data = self._b
         csr_matvec(indptr, indices, data, v, self._rhs)
         if self._a is None:
@@ -123,6 +130,8 @@ class DiffusionStepper:
         ai, aj, av = self._a
         its = pcg(ai, aj, av, self._diag_inv, self._rhs, v, self.tol, self.max_iter, r, z, p, q,
                   self._partial)
+        if its == -2:
+            return -2  # overflow in the input: the caller reports it as divergence
         if its < 0:
             raise SolverError(f"the diffusion solve did not converge in {self.max_iter} PCG iterations "
                               f"(tolerance {self.tol:g}); raise solver.max_iterations or check the mesh")

@@ -82,11 +82,14 @@ def pcg(indptr, indices, data, diag_inv, b, x, tol, max_iter, r, z, p, q, partia
     Returns
     -------
     int
-        Iterations used, or ``-1`` if ``max_iter`` was reached.
+        Iterations used, ``-1`` if ``max_iter`` was reached, ``-2`` when a
+        non-finite value appeared (a NaN in ``b`` or a breakdown).
     """
     csr_matvec(indptr, indices, data, x, q)
     _residual(b, q, r)
     b_norm2 = blocked_dot(b, b, partial)
+    if not np.isfinite(b_norm2):
+        return -2
     if b_norm2 == 0.0:
         b_norm2 = 1.0
     stop2 = tol * tol * b_norm2
@@ -106,7 +109,7 @@ def pcg(indptr, indices, data, diag_inv, b, x, tol, max_iter, r, z, p, q, partia
         if rr <= stop2:
             return it
         if not np.isfinite(rr):
-            return -1
+            return -2
         _precond_residual(r, diag_inv, z)
         rz_new = blocked_dot(r, z, partial)
         _update_p(p, z, rz_new / rz)

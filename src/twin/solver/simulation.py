@@ -86,6 +86,13 @@ def case_fingerprint(problem: Problem) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _check_finite(v: np.ndarray, t: float, step: int) -> None:
+    """Raise :class:`DivergenceError` naming the first non-finite node (one O(n) sum when all is well)."""
+    if not np.isfinite(v.sum()):
+        bad = int(np.flatnonzero(~np.isfinite(v))[0])
+        raise DivergenceError(t, step, bad)
+
+
 class Simulation:
     """Runs a :class:`Problem` with the case's solver settings.
 
@@ -175,15 +182,16 @@ class Simulation:
                 kernel(states, params, region, stimuli.at(t + 0.25 * dt), 0.5 * dt, sub)
             else:
                 kernel(states, params, region, stimuli.at(t + 0.5 * dt), dt, sub)
+            # a NaN from the reaction step is caught here, before diffusion smears it over the mesh
+            _check_finite(v, t + dt, step + 1)
             c1 = clock()
-            self.diffusion.step(v)
+            if self.diffusion.step(v) == -2:
+                raise DivergenceError(t + dt, step + 1, int(np.argmax(np.abs(v_prev))))
             c2 = clock()
             if strang:
                 kernel(states, params, region, stimuli.at(t + 0.75 * dt), 0.5 * dt, sub)
+                _check_finite(v, t + dt, step + 1)
             c3 = clock()
-            if not np.isfinite(v.sum()):
-                bad = int(np.flatnonzero(~np.isfinite(v))[0])
-                raise DivergenceError(t + dt, step + 1, bad)
             activation.update(v_prev, v, t, dt)
             v_prev[:] = v
             probes.record(step + 1, t + dt, v)
