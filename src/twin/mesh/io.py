@@ -141,8 +141,10 @@ def read_mesh(path: str | Path, *, unit: str = "auto", fibres: str | None = None
 
     try:
         raw = meshio.read(path)
-    except Exception as exc:  # meshio raises many types (ReadError, KeyError, ValueError...)
-        raise MeshError(f"cannot read mesh {path}: {exc}") from None
+    except (Exception, SystemExit) as exc:
+        # meshio raises many types (ReadError, KeyError, ValueError...) and its VTU reader even
+        # calls sys.exit() on malformed XML: none of that may escape as a traceback or an exit
+        raise MeshError(f"cannot read mesh {path}: {exc or type(exc).__name__}") from None
     blocks = [i for i, c in enumerate(raw.cells) if c.type == "tetra"]
     if not blocks:
         found = sorted({c.type for c in raw.cells})
