@@ -156,3 +156,29 @@ def test_every_case_file_runs_coarse(case_file, tmp_path):
                            "--set", "solver.end_time=10", "--set", "outputs.interval=5")
     assert code == 0, err
     assert (tmp_path / "out" / "summary.json").exists()
+
+
+def test_failed_setup_leaves_no_folder(tmp_path, write_case):
+    bad = SMALL_CASE.replace("mid: [2, 0.5, 0.25]", "mid: [20, 0.5, 0.25]")
+    outdir = tmp_path / "never"
+    code, _, err = run_cli("simulate", str(write_case(bad)), "-o", str(outdir), "-q")
+    assert code == 2 and "outside the mesh" in err
+    assert not outdir.exists()
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path, write_case):
+    case = str(write_case(SMALL_CASE))
+    err = FakeTerminal()
+    assert main(["simulate", case, "-o", str(tmp_path / "a")], stdout=io.StringIO(), stderr=err) == 0
+    assert "100.0%" in err.getvalue() and "\r[" in err.getvalue()
+    err = FakeTerminal()
+    assert main(["simulate", case, "-o", str(tmp_path / "b"), "--quiet"], stdout=io.StringIO(), stderr=err) == 0
+    assert err.getvalue() == ""
+    err = io.StringIO()
+    assert main(["simulate", case, "-o", str(tmp_path / "c")], stdout=io.StringIO(), stderr=err) == 0
+    assert "\r[" not in err.getvalue()

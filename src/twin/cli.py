@@ -2,7 +2,7 @@
 
 This is the only module that prints results, sets thread counts and turns
 errors into exit codes: 0 success, 2 user error (one line on stderr, never a
-traceback), 130 interrupted.
+traceback), 1 internal error (a bug: traceback with ``-v``), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from .errors import TwinError
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+EXIT_INTERNAL = 1
 EXIT_INTERRUPTED = 130
 
 
@@ -198,6 +199,14 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
         return EXIT_INTERRUPTED
     except SystemExit as exc:  # --help and --version
         return int(exc.code or 0)
+    except OSError as exc:  # disk full, permission denied...: the environment, not a bug
+        err.write(f"twin: error: {exc}\n")
+        return EXIT_USAGE
+    except Exception as exc:  # a bug in twin, not the user's fault: say so, keep it short
+        logging.getLogger("twin").debug("internal error", exc_info=True)
+        err.write(f"twin: internal error: {type(exc).__name__}: {exc} (rerun with -v for the traceback; "
+                  "please report it)\n")
+        return EXIT_INTERNAL
 
 
 def run() -> None:

@@ -47,10 +47,10 @@ class RunFolder:
     def __init__(self, folder: str | Path, *, overwrite: bool = False, resume: bool = False) -> None:
         self.folder = Path(folder)
         self.resume = resume
-        previous = [n for n in OWN_FILES if (self.folder / n).exists()] + (
-            [SERIES_DIR] if (self.folder / SERIES_DIR).exists() else [])
+        self.overwrite = overwrite
         if self.folder.exists() and not self.folder.is_dir():
             raise OutputError(f"output path {self.folder} exists and is not a folder")
+        previous = self._previous()
         if resume:
             if not (self.folder / CHECKPOINT).exists():
                 raise OutputError(f"cannot resume: no {CHECKPOINT} in {self.folder} (enable "
@@ -59,7 +59,25 @@ class RunFolder:
             raise OutputError(f"output folder {self.folder} already holds a run ({', '.join(previous)}); "
                               "pass --overwrite to replace it, --resume to continue it, or -o to "
                               "choose another folder")
-        elif previous:
+        pvd_path = self.folder / PVD
+        self.series = PvdSeries.read(pvd_path) if (resume and pvd_path.exists()) else PvdSeries(pvd_path)
+        self._prepared = False
+
+    def _previous(self) -> list[str]:
+        found = [n for n in OWN_FILES if (self.folder / n).exists()]
+        series = self.folder / SERIES_DIR
+        if series.is_dir() and any(series.iterdir()):
+            found.append(SERIES_DIR + "/")
+        return found
+
+    def prepare(self) -> None:
+        """Create the folder (removing the previous run's files when overwriting).
+
+        Called once the problem is set up, so a case that fails to set up leaves nothing behind.
+        """
+        if self._prepared:
+            return
+        if self.overwrite and not self.resume and self._previous():
             logger.warning("overwriting the previous run in %s", self.folder)
             for name in OWN_FILES:
                 (self.folder / name).unlink(missing_ok=True)
@@ -67,9 +85,8 @@ class RunFolder:
         try:
             (self.folder / SERIES_DIR).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OutputError(f"cannot create output folder {self.folder}: {exc}") from None
-        pvd_path = self.folder / PVD
-        self.series = PvdSeries.read(pvd_path) if (resume and pvd_path.exists()) else PvdSeries(pvd_path)
+            raise OutputError(f"cannot create output folder {self.folder}: {exc.strerror or exc}") from None
+        self._prepared = True
 
     @property
     def checkpoint_path(self) -> Path:
@@ -79,8 +96,11 @@ class RunFolder:
                     fields: Mapping[str, np.ndarray]) -> None:
         """Write one time-series frame and add it to the ``.pvd`` index."""
         path = self.folder / SERIES_DIR / f"frame_{step:08d}.vtu"
-        write_vtu(path, points, tets, point_data=fields)
-        self.series.add(time, path)
+        try:
+            write_vtu(path, points, tets, point_data=fields)
+            self.series.add(time, path)
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
     def truncate_series(self, time: float) -> None:
         """Forget frames after ``time`` [ms] (resuming from an earlier checkpoint)."""

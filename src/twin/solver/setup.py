@@ -136,7 +136,8 @@ def build_problem(case: Case) -> Problem:
     m = mesh.n_tets
     sl = np.full(m, tissue.sigma_l)
     st = np.full(m, tissue.sigma_t)
-    sn = np.full(m, tissue.sigma_n if tissue.sigma_n is not None else tissue.sigma_t)
+    # σn defaults to σt element by element (also where a region overrides σt only)
+    sn = np.full(m, np.nan if tissue.sigma_n is None else tissue.sigma_n)
     for tag, override in tissue.regions.items():
         _tag_check(case, ("tissue", "regions", tag), tag, element_tags)
         sel = mesh.regions == tag
@@ -146,6 +147,7 @@ def build_problem(case: Case) -> Problem:
             st[sel] = override.sigma_t
         if override.sigma_n is not None:
             sn[sel] = override.sigma_n
+    sn = np.where(np.isnan(sn), st, sn)
     assert mesh.fibres is not None
     try:
         sigma = conductivity_tensors(mesh.fibres, sl, st, sn, mesh.sheets)

@@ -164,6 +164,8 @@ class Simulation:
         fingerprint = case_fingerprint(p)
 
         start_step = 0
+        if self.folder is not None:
+            self.folder.prepare()
         if self.folder is not None and self.folder.resume:
             start_step = self._restore(states, v_prev, activation, probes, fingerprint)
             v = states[vm_row]
