@@ -1,33 +1,28 @@
-"""Reaction models: the generic interface and the registry of available models."""
+"""Reaction models: the generic interface, model files in ``models/`` and their kernels."""
 
 from __future__ import annotations
 
+import difflib
+
 from ..errors import ModelError
-from ..registry import Registry
 from .base import ReactionModel
-
-MODELS: Registry[ReactionModel] = Registry("reaction model", ModelError)
-
-
-def _register_builtin() -> None:
-    from .handwritten import ALIEV_PANFILOV, MITCHELL_SCHAEFFER
-
-    for model in (MITCHELL_SCHAEFFER, ALIEV_PANFILOV):
-        MODELS.register(model.name, model)
-
-
-def get_model(name: str) -> ReactionModel:
-    """Return the model registered as ``name`` (``ModelError`` with suggestions otherwise)."""
-    if not MODELS.names():
-        _register_builtin()
-    return MODELS.get(name)
+from .library import load_model_file, model_files
 
 
 def available_models() -> list[str]:
-    """Names of all registered models."""
-    if not MODELS.names():
-        _register_builtin()
-    return MODELS.names()
+    """Names of all models on the search path."""
+    return sorted(model_files())
 
 
-__all__ = ["ReactionModel", "get_model", "available_models", "MODELS"]
+def get_model(name: str) -> ReactionModel:
+    """Return the model called ``name`` (``ModelError`` with suggestions otherwise)."""
+    files = model_files()
+    if name not in files:
+        names = sorted(files)
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ModelError(f"unknown reaction model '{name}'; {hint}available: {', '.join(names)}")
+    return load_model_file(files[name])
+
+
+__all__ = ["ReactionModel", "get_model", "available_models", "load_model_file"]

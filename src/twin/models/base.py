@@ -47,6 +47,11 @@ class ReactionModel:
         Default threshold [mV] for activation times.
     kernel
         The Numba step kernel described in the module docstring.
+    source, code_key
+        Model file and the hash of model source + generator version (provenance).
+    cell_stimulus
+        The model's own stimulus amplitude [A/F] (positive = depolarising), used
+        as the default by single-cell runs.
     """
 
     name: str
@@ -61,6 +66,9 @@ class ReactionModel:
     vm_index: int
     activation_threshold: float
     kernel: Any = field(repr=False)
+    source: str = ""
+    code_key: str = ""
+    cell_stimulus: float | None = None
 
     @property
     def n_states(self) -> int:
@@ -112,6 +120,8 @@ class ReactionModel:
             "name": self.name,
             "description": self.description,
             "provenance": self.provenance,
+            "source": self.source,
+            "code_key": self.code_key,
             "states": [{"name": n, "unit": u, "initial": float(v)}
                        for n, u, v in zip(self.state_names, self.state_units, self.initial_state)],
             "parameters": [{"name": n, "unit": u, "default": float(v)}
