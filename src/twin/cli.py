@@ -1,4 +1,4 @@
-"""Command line: ``twin simulate | validate | info``.
+"""Command line: ``twin simulate | validate | info | models | cell``.
 
 This is the only module that prints results, sets thread counts and turns
 errors into exit codes: 0 success, 2 user error (one line on stderr, never a
@@ -57,6 +57,34 @@ def _parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", help="version, cores and threading")
     i.add_argument("--threads", type=int, metavar="N", help="threads to report for")
+
+    m = sub.add_parser("models", help="list, describe and import reaction models")
+    msub = m.add_subparsers(dest="models_command", required=True, parser_class=_Parser)
+    msub.add_parser("list", help="all models on the search path")
+    ms = msub.add_parser("show", help="states, parameters (units, defaults) and provenance of a model")
+    ms.add_argument("name")
+    mi = msub.add_parser("import", help="import a CellML/SBML file into the user model folder")
+    mi.add_argument("file", help="model file (.cellml, .xml, .sbml)")
+    mi.add_argument("--name", help="model name (default: the file name)")
+    mi.add_argument("--overwrite", action="store_true", help="replace a user model of the same name")
+    for sp in (m, *msub.choices.values()):
+        sp.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    c = sub.add_parser("cell", help="pace a single cell and report its action potential")
+    c.add_argument("name", help="model name (see 'twin models list')")
+    c.add_argument("--bcl", type=float, default=1000.0, help="basic cycle length [ms] (1000)")
+    c.add_argument("--beats", type=int, default=5, help="number of beats (5)")
+    c.add_argument("--dt", type=float, default=0.01, help="time step [ms] (0.01)")
+    c.add_argument("--amplitude", type=float, help="stimulus [A/F], positive (default: the model's)")
+    c.add_argument("--duration", type=float, help="stimulus length [ms] (default: the model's)")
+    c.add_argument("--substeps", type=int, default=1, help="reaction sub-steps per time step (1)")
+    c.add_argument("--set", dest="parameters", action="append", default=[], metavar="PARAM=VALUE",
+                   help="parameter override, e.g. --set g_Kr=x0.5 (repeatable)")
+    c.add_argument("-o", "--output", metavar="OUTDIR", help="folder for trace.csv and trace.png "
+                   "(default: out/cell/<name>)")
+    c.add_argument("--overwrite", action="store_true", help="replace an earlier trace in OUTDIR")
+    c.add_argument("-q", "--quiet", action="store_true", help="only errors and warnings")
+    c.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
 
@@ -169,6 +197,88 @@ def _cmd_info(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _cmd_models(args: argparse.Namespace, out: TextIO) -> int:
+    from .models import available_models, get_model
+    from .models.library import model_files
+
+    if args.models_command == "list":
+        files = model_files()
+        out.write(f"{'name':24s} {'states':>6s} {'params':>6s}  description\n")
+        for name in available_models():
+            try:
+                model = get_model(name)
+            except TwinError as exc:  # one broken user model must not hide the others
+                out.write(f"{name:24s} {'-':>6s} {'-':>6s}  cannot be loaded: {exc}  [{files[name].parent}]\n")
+                continue
+            out.write(f"{name:24s} {model.n_states:6d} {model.n_params:6d}  {model.description}"
+                      f"  [{files[name].parent}]\n")
+        return EXIT_OK
+    if args.models_command == "show":
+        model = get_model(args.name)
+        out.write(f"{model.name}: {model.description}\nfile: {model.source}\ncode: {model.code_key}\n")
+        if model.cell_stimulus is not None:
+            out.write(f"own stimulus: {model.cell_stimulus:g} A/F for {model.cell_stimulus_duration or 1:g} ms"
+                      + (f" every {model.cell_bcl:g} ms" if model.cell_bcl else "") + "\n")
+        out.write(f"activation threshold: {model.activation_threshold:g} mV\n")
+        out.write(f"\nstates ({model.n_states}):\n")
+        for n, u, v in zip(model.state_names, model.state_units, model.initial_state):
+            out.write(f"  {n:28s} {v:14.6g} {u}\n")
+        out.write(f"\nparameters ({model.n_params}; set them in a case as model.parameters.NAME, "
+                  "absolute or as a factor \"x0.5\"):\n")
+        for n, u, v in zip(model.param_names, model.param_units, model.param_defaults):
+            out.write(f"  {n:28s} {v:14.6g} {u}\n")
+        if model.provenance:
+            out.write(f"\nprovenance:\n{model.provenance}\n")
+        return EXIT_OK
+    from .models.importer import import_model
+
+    target = import_model(args.file, name=args.name, overwrite=args.overwrite)
+    model = get_model(target.stem)
+    out.write(f"imported {args.file} as '{model.name}' ({model.n_states} states, {model.n_params} "
+              f"parameters) into {target}\n")
+    return EXIT_OK
+
+
+def _cmd_cell(args: argparse.Namespace, out: TextIO) -> int:
+    import json
+
+    from .cell import last_beat_metrics, plot_trace, run_cell, write_trace_csv
+    from .io.atomic import write_json
+    from .models import get_model
+
+    params: dict[str, str] = {}
+    for item in args.parameters:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise TwinError(f"--set expects PARAM=VALUE, got {item!r}")
+        params[key.strip()] = value.strip()
+    model = get_model(args.name)
+    model.parameter_row(params)  # unknown names fail before any output folder exists
+    folder = Path(args.output or Path("out") / "cell" / model.name)
+    if (folder / "trace.csv").exists() and not args.overwrite:
+        raise TwinError(f"{folder} already holds a trace; pass --overwrite or choose another -o")
+    t0 = time.perf_counter()
+    trace = run_cell(model, bcl=args.bcl, beats=args.beats, dt=args.dt, amplitude=args.amplitude,
+                     duration=args.duration, parameters=params, n_sub=args.substeps)
+    run_time = time.perf_counter() - t0
+    metrics = last_beat_metrics(trace)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_trace_csv(trace, folder / "trace.csv")
+    plot_trace(trace, folder / "trace.png", metrics)
+    write_json(folder / "metrics.json", {"model": model.name, "parameters": params, "bcl_ms": args.bcl,
+                                         "beats": args.beats, "dt_ms": args.dt, "last_beat": metrics,
+                                         "run_time_s": run_time})
+    if not args.quiet:
+        out.write(f"{model.name}, {args.beats} beats at {args.bcl:g} ms, dt {args.dt:g} ms"
+                  + (f", {json.dumps(params)}" if params else "") + f" ({run_time:.2f} s)\n")
+        out.write(f"  resting potential {metrics['rest_mV']:8.2f} mV\n"
+                  f"  peak              {metrics['peak_mV']:8.2f} mV\n"
+                  f"  dV/dt max         {metrics['dvdt_max_V_per_s']:8.1f} V/s\n"
+                  f"  APD90             {metrics['apd90_ms']:8.1f} ms   (APD50 {metrics['apd50_ms']:.1f} ms)\n"
+                  f"trace in {folder}/trace.csv, plot in {folder}/trace.png\n")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
          stderr: TextIO | None = None) -> int:
     """Run the CLI; return the exit status instead of exiting.
@@ -189,6 +299,10 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
             return _cmd_simulate(args, out, err)
         if args.command == "validate":
             return _cmd_validate(args, out)
+        if args.command == "models":
+            return _cmd_models(args, out)
+        if args.command == "cell":
+            return _cmd_cell(args, out)
         return _cmd_info(args, out)
     except TwinError as exc:
         err.write(f"twin: error: {exc}\n")

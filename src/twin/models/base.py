@@ -16,6 +16,7 @@ same contract.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,11 +48,17 @@ class ReactionModel:
         Default threshold [mV] for activation times.
     kernel
         The Numba step kernel described in the module docstring.
+    cell_kernel
+        Serial single-cell pacing loop ``pace(states, p, amplitude, start, duration, bcl, dt,
+        n_steps, n_sub, sample_every, out) -> int`` (same per-node arithmetic as ``kernel``).
     source, code_key
         Model file and the hash of model source + generator version (provenance).
     cell_stimulus
         The model's own stimulus amplitude [A/F] (positive = depolarising), used
         as the default by single-cell runs.
+    cell_stimulus_duration, cell_bcl
+        Pulse length and period [ms] of the model file's own pacing protocol
+        (defaults of single-cell runs), when it has one.
     """
 
     name: str
@@ -66,9 +73,12 @@ class ReactionModel:
     vm_index: int
     activation_threshold: float
     kernel: Any = field(repr=False)
+    cell_kernel: Any = field(default=None, repr=False)
     source: str = ""
     code_key: str = ""
     cell_stimulus: float | None = None
+    cell_stimulus_duration: float | None = None
+    cell_bcl: float | None = None
 
     @property
     def n_states(self) -> int:
@@ -90,7 +100,9 @@ class ReactionModel:
         row = np.array(self.param_defaults if base is None else base, dtype=np.float64)
         for name, value in overrides.items():
             if name not in self.param_names:
-                raise ModelError(f"model '{self.name}' has no parameter '{name}'; "
+                close = difflib.get_close_matches(name, self.param_names, n=1, cutoff=0.6)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise ModelError(f"model '{self.name}' has no parameter '{name}'; {hint}"
                                  f"parameters: {', '.join(self.param_names)}")
             j = self.param_names.index(name)
             try:

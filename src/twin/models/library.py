@@ -70,6 +70,9 @@ def _load(path: str, mtime: float) -> ReactionModel:
     desc = meta.get("desc", "").strip()
     name = Path(path).stem
     stim_amp = -a.stimulus_amplitude if a.stimulus_amplitude is not None else None
+    events = gen.protocol.events() if gen.protocol is not None else []
+    stim_duration = float(events[0].duration()) if events else None
+    bcl = float(events[0].period()) if events and events[0].period() > 0 else None
     model = ReactionModel(
         name=name,
         description=meta.get("display_name", a.model.name()),
@@ -83,9 +86,12 @@ def _load(path: str, mtime: float) -> ReactionModel:
         vm_index=vm_index,
         activation_threshold=threshold,
         kernel=gen.kernel,
+        cell_kernel=gen.pace,
         source=str(path),
         code_key=f"{gen.key} (generator {GENERATOR_VERSION})",
         cell_stimulus=stim_amp,
+        cell_stimulus_duration=stim_duration,
+        cell_bcl=bcl,
     )
     logger.debug("model %s prepared in %.2f s (%s)", name, time.perf_counter() - t0, gen.timings)
     return model
