@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import CaseError
+from .errors import CaseError, ModelError
 from .units import UnitError, dimension_of, parse_quantity
 
 Key = tuple[Any, ...]
@@ -513,8 +513,8 @@ def _check_semantics(case: Case) -> None:
                 raise case.error(key_path + (pname,), _unknown(f"parameter of model '{model.name}'",
                                                                pname, model.param_names))
             try:
-                parse_parameter(pvalue, 1.0)
-            except ValueError as exc:
+                model.parameter_row({pname: pvalue})
+            except ModelError as exc:
                 raise case.error(key_path + (pname,), str(exc)) from None
     fields = set(model.state_names) | {"Vm"}
     for i, name in enumerate(out.fields):

@@ -226,7 +226,9 @@ def _cmd_models(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"\nparameters ({model.n_params}; set them in a case as model.parameters.NAME, "
                   "absolute or as a factor \"x0.5\"):\n")
         for n, u, v in zip(model.param_names, model.param_units, model.param_defaults):
-            out.write(f"  {n:28s} {v:14.6g} {u}\n")
+            choices = model.param_choices.get(n)
+            extra = ("  one of " + ", ".join(f"{k} = {c:g}" for k, c in choices.items())) if choices else ""
+            out.write(f"  {n:28s} {v:14.6g} {u}{extra}\n")
         if model.provenance:
             out.write(f"\nprovenance:\n{model.provenance}\n")
         return EXIT_OK

@@ -59,6 +59,10 @@ class ReactionModel:
     cell_stimulus_duration, cell_bcl
         Pulse length and period [ms] of the model file's own pacing protocol
         (defaults of single-cell runs), when it has one.
+    param_choices
+        Parameters that take one of a few coded values (``celltype``): name ->
+        {label: value}; other values are refused and the labels may be used
+        instead of the numbers (``celltype: epi``).
     """
 
     name: str
@@ -79,6 +83,7 @@ class ReactionModel:
     cell_stimulus: float | None = None
     cell_stimulus_duration: float | None = None
     cell_bcl: float | None = None
+    param_choices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     @property
     def n_states(self) -> int:
@@ -105,11 +110,28 @@ class ReactionModel:
                 raise ModelError(f"model '{self.name}' has no parameter '{name}'; {hint}"
                                  f"parameters: {', '.join(self.param_names)}")
             j = self.param_names.index(name)
+            choices = self.param_choices.get(name)
+            if choices is not None:
+                row[j] = self._choice(name, value, choices)
+                continue
             try:
                 row[j] = parse_parameter(value, row[j])
             except ValueError as exc:
                 raise ModelError(f"parameter '{name}': {exc}") from None
         return row
+
+    def _choice(self, name: str, value: float | str, choices: Mapping[str, float]) -> float:
+        """A coded parameter: one of its labels or values, nothing in between."""
+        listing = ", ".join(f"{label} ({code:g})" for label, code in choices.items())
+        if isinstance(value, str) and value.strip() in choices:
+            return float(choices[value.strip()])
+        try:
+            number = float(value) if not isinstance(value, bool) else None
+        except ValueError:
+            number = None
+        if number is not None and number in choices.values():
+            return number
+        raise ModelError(f"parameter '{name}' of model '{self.name}' must be one of {listing}; got {value!r}")
 
     def parameter_table(self, overrides: Mapping[str, float | str],
                         region_overrides: Mapping[int, Mapping[str, float | str]],
@@ -136,6 +158,7 @@ class ReactionModel:
             "code_key": self.code_key,
             "states": [{"name": n, "unit": u, "initial": float(v)}
                        for n, u, v in zip(self.state_names, self.state_units, self.initial_state)],
-            "parameters": [{"name": n, "unit": u, "default": float(v)}
+            "parameters": [{"name": n, "unit": u, "default": float(v),
+                            **({"choices": dict(self.param_choices[n])} if n in self.param_choices else {})}
                            for n, u, v in zip(self.param_names, self.param_units, self.param_defaults)],
         }

@@ -49,6 +49,24 @@ def model_files() -> dict[str, Path]:
     return found
 
 
+def _choices(var, source: str) -> dict[str, float] | None:
+    """Parse a parameter's ``twin_values: 0 = endo, 1 = epi, 2 = M`` meta property."""
+    text = var.meta.get("twin_values") if "twin_values" in var.meta else None
+    if text is None:
+        return None
+    out: dict[str, float] = {}
+    for item in str(text).split(","):
+        code, sep, label = item.partition("=")
+        try:
+            out[label.strip()] = float(code)
+        except ValueError:
+            sep = ""
+        if not sep or not label.strip():
+            raise ModelError(f"{source}: {var.qname()}: twin_values must read like '0 = endo, 1 = epi', "
+                             f"got {text!r}")
+    return out
+
+
 def _short_names(qnames: list[str]) -> list[str]:
     """``component.name`` -> ``name`` where that is unambiguous, else the qualified name."""
     tails = [q.rsplit(".", 1)[-1] for q in qnames]
@@ -65,6 +83,8 @@ def _load(path: str, mtime: float) -> ReactionModel:
     vm_index = state_q.index(a.vm.qname())
     state_names[vm_index] = "Vm"
     param_q = [p.qname() for p in a.parameters]
+    param_names = _short_names(param_q)
+    choices = {n: c for n, p in zip(param_names, a.parameters) if (c := _choices(p, Path(path).name))}
     meta = a.meta
     threshold = float(meta.get("twin_activation_threshold", 0.0))
     desc = meta.get("desc", "").strip()
@@ -80,7 +100,7 @@ def _load(path: str, mtime: float) -> ReactionModel:
         state_names=tuple(state_names),
         state_units=tuple(str(s.unit() or "") .strip("[]") for s in a.states),
         initial_state=initial_state(a),
-        param_names=tuple(_short_names(param_q)),
+        param_names=tuple(param_names),
         param_units=tuple(str(p.unit() or "").strip("[]") for p in a.parameters),
         param_defaults=np.array([float(p.eval()) for p in a.parameters]),
         vm_index=vm_index,
@@ -92,6 +112,7 @@ def _load(path: str, mtime: float) -> ReactionModel:
         cell_stimulus=stim_amp,
         cell_stimulus_duration=stim_duration,
         cell_bcl=bcl,
+        param_choices=choices,
     )
     logger.debug("model %s prepared in %.2f s (%s)", name, time.perf_counter() - t0, gen.timings)
     return model
