@@ -1,13 +1,15 @@
-"""Command line: ``twin simulate | validate | info | models | cell``.
+"""Command line: ``twin simulate | validate | info | models | cell | verify``.
 
 This is the only module that prints results, sets thread counts and turns
 errors into exit codes: 0 success, 2 user error (one line on stderr, never a
-traceback), 1 internal error (a bug: traceback with ``-v``), 130 interrupted.
+traceback), 1 internal error (a bug: traceback with ``-v``), 3 a verification
+benchmark missed a tolerance, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
@@ -23,6 +25,7 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INTERNAL = 1
 EXIT_INTERRUPTED = 130
+EXIT_CHECK_FAILED = 3  # a verification ran but missed a tolerance
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,6 +88,22 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--overwrite", action="store_true", help="replace an earlier trace in OUTDIR")
     c.add_argument("-q", "--quiet", action="store_true", help="only errors and warnings")
     c.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    from .verify import BENCHMARKS, benchmark_module
+
+    vf = sub.add_parser("verify", help="run a verification benchmark (exit 3 when a tolerance is missed)")
+    vsub = vf.add_subparsers(dest="benchmark", required=True, parser_class=_Parser)
+    for name in BENCHMARKS:
+        if importlib.util.find_spec(BENCHMARKS[name]) is None:
+            continue
+        mod = benchmark_module(name)
+        bp = vsub.add_parser(name, help=(mod.__doc__ or name).strip().splitlines()[0])
+        mod.add_arguments(bp)
+        bp.add_argument("-o", "--output", metavar="OUTDIR", help=f"output folder (default: out/verify/{name})")
+        bp.add_argument("--overwrite", action="store_true", help="replace an earlier report in OUTDIR")
+        bp.add_argument("--threads", type=int, metavar="N", help="number of threads (default: all cores)")
+        bp.add_argument("-q", "--quiet", action="store_true", help="only errors and warnings")
+        bp.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
 
@@ -281,6 +300,22 @@ def _cmd_cell(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
+    from .verify import benchmark_module
+
+    _set_threads(args.threads)
+    folder = Path(args.output or Path("out") / "verify" / args.benchmark)
+    if (folder / "report.json").exists() and not args.overwrite:
+        raise TwinError(f"{folder} already holds a verification report; pass --overwrite or choose another -o")
+    report = benchmark_module(args.benchmark).run(args, folder)
+    report.write()
+    if not args.quiet:
+        for c in report.checks:
+            out.write(f"{'pass' if c.passed else 'FAIL'}  {c.describe()}\n")
+        out.write(f"{args.benchmark}: {'PASSED' if report.passed else 'FAILED'}; report in {folder}/report.md\n")
+    return EXIT_OK if report.passed else EXIT_CHECK_FAILED
+
+
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
          stderr: TextIO | None = None) -> int:
     """Run the CLI; return the exit status instead of exiting.
@@ -305,6 +340,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
             return _cmd_models(args, out)
         if args.command == "cell":
             return _cmd_cell(args, out)
+        if args.command == "verify":
+            return _cmd_verify(args, out)
         return _cmd_info(args, out)
     except TwinError as exc:
         err.write(f"twin: error: {exc}\n")
