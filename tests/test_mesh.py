@@ -172,18 +172,17 @@ def test_mesh_hash_is_stable_and_sensitive():
 
 
 def test_region_selectors():
+    from twin.case import RegionSpec
+
     m = box_mesh((2.0, 1.0, 1.0), 0.5, region=4)
 
-    class Box:
-        min, max = (0, 0, 0), (0.5, 1, 1)
+    def nodes(**kw):
+        return select_nodes(m.points, m.tets, m.regions, RegionSpec(**kw))
 
-    class Sphere:
-        center, radius = (1.0, 0.5, 0.5), 0.5
-
-    assert len(select_nodes(m.points, m.tets, m.regions, box=Box())) == 2 * 3 * 3
-    s = select_nodes(m.points, m.tets, m.regions, sphere=Sphere())
+    assert len(nodes(box={"min": (0, 0, 0), "max": (0.5, 1, 1)})) == 2 * 3 * 3
+    s = nodes(sphere={"center": (1.0, 0.5, 0.5), "radius": 0.5})
     assert np.all(np.linalg.norm(m.points[s] - [1.0, 0.5, 0.5], axis=1) <= 0.5 + 1e-9)
-    assert len(select_nodes(m.points, m.tets, m.regions, tag=4)) == m.n_points
-    assert len(select_nodes(m.points, m.tets, m.regions, tag=[9])) == 0
+    assert len(nodes(tag=4)) == m.n_points
+    assert len(nodes(tag=[9])) == 0
     with pytest.raises(MeshError, match="out of range"):
-        select_nodes(m.points, m.tets, m.regions, nodes=[10_000])
+        nodes(nodes=[10_000])

@@ -174,20 +174,121 @@ class SphereRegion(_Strict):
     radius: Length = Field(gt=0)
 
 
+class CylinderRegion(_Strict):
+    start: Vector3
+    end: Vector3
+    radius: Length = Field(gt=0)
+
+
+class SurfaceRegion(_Strict):
+    """Within ``[min, max]`` mm of the named surface (e.g. ``endo``)."""
+
+    name: str
+    min: Length = Field(0.0, ge=0)
+    max: Length = Field(gt=0)
+
+
+class TransmuralRegion(_Strict):
+    """Transmural depth in ``[min, max]``: 0 at the endocardium, 1 at the epicardium."""
+
+    min: float = Field(0.0, ge=0, le=1)
+    max: float = Field(1.0, ge=0, le=1)
+
+
+class FieldRegion(_Strict):
+    """A threshold on a scalar array of the mesh (point or cell data)."""
+
+    name: str
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "FieldRegion":
+        if self.min is None and self.max is None:
+            raise ValueError("a field threshold needs 'min', 'max' or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"field threshold min {self.min} is above max {self.max}")
+        return self
+
+
+SELECTORS = ("box", "sphere", "cylinder", "tag", "nodes", "surface", "transmural", "field")
+
+
 class RegionSpec(_Strict):
-    """A set of nodes: one of ``box``, ``sphere``, ``tag`` or ``nodes``."""
+    """A part of the mesh: exactly one selector (see :mod:`twin.mesh.regions`)."""
 
     box: BoxRegion | None = None
     sphere: SphereRegion | None = None
+    cylinder: CylinderRegion | None = None
     tag: int | list[int] | None = None
     nodes: list[Annotated[int, Field(ge=0)]] | None = None
+    surface: SurfaceRegion | None = None
+    transmural: TransmuralRegion | None = None
+    field: FieldRegion | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "RegionSpec":
-        given = [k for k in ("box", "sphere", "tag", "nodes") if getattr(self, k) is not None]
+        given = [k for k in SELECTORS if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("a region needs exactly one of 'box', 'sphere', 'tag' or 'nodes'"
+            raise ValueError(f"a region needs exactly one of {', '.join(SELECTORS)}"
                              + (f" (got {', '.join(given)})" if given else ""))
+        return self
+
+
+def _conductivity_or_factor(value: Any) -> Any:
+    """``"x0.5"`` (a factor of the value underneath) or a conductivity quantity [S/m]."""
+    if isinstance(value, str) and value.strip()[:1] in ("x", "*", "×"):
+        try:
+            return ("factor", float(value.strip()[1:]))
+        except ValueError:
+            raise ValueError(f"expected a factor like 'x0.5' or a conductivity like '0.05 S/m', "
+                             f"got {value!r}") from None
+    try:
+        return ("value", parse_quantity(value, "conductivity"))
+    except UnitError as exc:
+        raise ValueError(str(exc)) from None
+
+
+ConductivityChange = Annotated[tuple[Literal["factor", "value"], Annotated[float, Field(ge=0)]],
+                               BeforeValidator(_conductivity_or_factor)]
+
+
+class RegionTissue(_Strict):
+    sigma_l: ConductivityChange | None = None
+    sigma_t: ConductivityChange | None = None
+    sigma_n: ConductivityChange | None = None
+
+
+class FibrosisSpec(_Strict):
+    """Diffuse fibrosis: this fraction of the region's elements, drawn with ``seed``, conducts nothing."""
+
+    density: float = Field(gt=0, lt=1)
+    seed: int = Field(0, ge=0)
+
+
+class NamedRegion(_Strict):
+    """``regions:`` entry: a part of the mesh and what is different there.
+
+    Applied in the order given (a later region overrides an earlier one), after the
+    mesh-tag overrides of ``tissue.regions`` and ``model.regions``.
+    """
+
+    name: str
+    where: RegionSpec
+    dense_scar: bool = False
+    tissue: RegionTissue = RegionTissue()
+    parameters: dict[str, ParamValue] = Field(default_factory=dict)
+    fibrosis: FibrosisSpec | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> "NamedRegion":
+        changes = (self.dense_scar or self.fibrosis is not None or bool(self.parameters)
+                   or any(v is not None for v in (self.tissue.sigma_l, self.tissue.sigma_t, self.tissue.sigma_n)))
+        if not changes:
+            raise ValueError("a region must change something: dense_scar, tissue, parameters or fibrosis")
+        if self.dense_scar and (self.parameters or self.fibrosis is not None):
+            raise ValueError("a dense scar neither conducts nor excites: parameters and fibrosis "
+                             "make no sense there")
         return self
 
 
@@ -267,6 +368,7 @@ class CaseSpec(_Strict):
     mesh: MeshSpec
     tissue: TissueSpec = TissueSpec()
     model: ModelSpec = ModelSpec()
+    regions: list[NamedRegion] = Field(default_factory=list)
     stimuli: list[StimulusSpec] = Field(min_length=1)
     solver: SolverSpec = SolverSpec()
     outputs: OutputSpec = OutputSpec()
@@ -516,6 +618,19 @@ def _check_semantics(case: Case) -> None:
                 model.parameter_row({pname: pvalue})
             except ModelError as exc:
                 raise case.error(key_path + (pname,), str(exc)) from None
+    names_seen: set[str] = set()
+    for i, region in enumerate(s.regions):
+        if region.name in names_seen:
+            raise case.error(("regions", i, "name"), f"region name '{region.name}' is used twice")
+        names_seen.add(region.name)
+        for pname, pvalue in region.parameters.items():
+            if pname not in model.param_names:
+                raise case.error(("regions", i, "parameters", pname),
+                                 _unknown(f"parameter of model '{model.name}'", pname, model.param_names))
+            try:
+                model.parameter_row({pname: pvalue})
+            except ModelError as exc:
+                raise case.error(("regions", i, "parameters", pname), str(exc)) from None
     fields = set(model.state_names) | {"Vm"}
     for i, name in enumerate(out.fields):
         if name not in fields:

@@ -222,14 +222,14 @@ def _cmd_models(args: argparse.Namespace, out: TextIO) -> int:
 
     if args.models_command == "list":
         files = model_files()
-        out.write(f"{'name':24s} {'states':>6s} {'params':>6s}  description\n")
+        out.write(f"{'name':24s} {'kind':8s} {'states':>6s} {'params':>6s}  description\n")
         for name in available_models():
             try:
                 model = get_model(name)
             except TwinError as exc:  # one broken user model must not hide the others
-                out.write(f"{name:24s} {'-':>6s} {'-':>6s}  cannot be loaded: {exc}  [{files[name].parent}]\n")
+                out.write(f"{name:24s} {'?':8s} {'-':>6s} {'-':>6s}  cannot be loaded: {exc}  [{files[name].parent}]\n")
                 continue
-            out.write(f"{name:24s} {model.n_states:6d} {model.n_params:6d}  {model.description}"
+            out.write(f"{name:24s} {model.kind:8s} {model.n_states:6d} {model.n_params:6d}  {model.description}"
                       f"  [{files[name].parent}]\n")
         return EXIT_OK
     if args.models_command == "show":

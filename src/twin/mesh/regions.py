@@ -1,55 +1,193 @@
-"""Region selectors: which nodes a ``region:`` entry of a case file picks."""
+"""Region selectors: which nodes and elements a ``region:`` / ``where:`` entry of a case picks.
+
+A selector is one of
+
+* ``box`` (``min``, ``max`` [mm]), ``sphere`` (``center``, ``radius`` [mm]),
+  ``cylinder`` (axis from ``start`` to ``end``, ``radius`` [mm]; capped at the ends);
+* ``tag``: element region tags from the mesh file;
+* ``nodes``: explicit node indices;
+* ``surface``: within ``[min, max]`` mm of a named surface (node mask
+  ``surface_<name>`` in the mesh's point data, e.g. ``endo``);
+* ``transmural``: transmural depth in ``[min, max]`` (0 at the endocardium, 1 at
+  the epicardium), from the distances to the ``endo`` (or ``lv_endo`` + ``rv_endo``)
+  and ``epi`` surfaces;
+* ``field``: a threshold ``[min, max]`` on a point or cell array of the mesh
+  (wall thickness, an LGE intensity...) — how scar is derived from imaging.
+
+Nodes are selected by their coordinates (or values); elements by their centroid
+(or, for fields given per node, by the mean of their nodes' values), so a region's
+elements and nodes agree away from its boundary.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..errors import MeshError
 
+SURFACE_PREFIX = "surface_"
 
-def select_nodes(points: np.ndarray, tets: np.ndarray, tags: np.ndarray, *, box=None, sphere=None,
-                 tag=None, nodes=None) -> np.ndarray:
-    """Indices of the nodes in a region (exactly one selector given).
+
+@dataclass
+class Selection:
+    """Boolean masks of a region: ``nodes`` ``(n,)`` and ``elements`` ``(m,)``."""
+
+    nodes: np.ndarray
+    elements: np.ndarray
+
+
+def surface_names(point_data: dict[str, np.ndarray]) -> list[str]:
+    """Names of the surfaces a mesh carries (``surface_endo`` -> ``endo``)."""
+    return sorted(k[len(SURFACE_PREFIX):] for k in point_data if k.startswith(SURFACE_PREFIX))
+
+
+def surface_distance(points: np.ndarray, point_data: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """Euclidean distance [mm] of every node to the nearest node of surface ``name``."""
+    from scipy.spatial import cKDTree
+
+    key = SURFACE_PREFIX + name
+    if key not in point_data:
+        have = surface_names(point_data)
+        raise MeshError(f"the mesh has no surface '{name}'; surfaces: {', '.join(have) or 'none'} "
+                        f"(a surface is a node mask '{SURFACE_PREFIX}<name>' in the mesh's point data)")
+    mask = np.asarray(point_data[key]).reshape(-1) != 0
+    if not mask.any():
+        raise MeshError(f"surface '{name}' is empty")
+    dist, _ = cKDTree(points[mask]).query(points)
+    return dist
+
+
+def transmural_depth(points: np.ndarray, point_data: dict[str, np.ndarray]) -> np.ndarray:
+    """Transmural depth per node: d_endo / (d_endo + d_epi), 0 at the endocardium, 1 at the epicardium.
+
+    The endocardium is ``endo``, or the union of ``lv_endo`` and ``rv_endo`` on a
+    biventricular mesh.
+    """
+    names = surface_names(point_data)
+    endo_names = ["endo"] if "endo" in names else [n for n in ("lv_endo", "rv_endo") if n in names]
+    if not endo_names or "epi" not in names:
+        raise MeshError("transmural depth needs 'endo' (or 'lv_endo'/'rv_endo') and 'epi' surfaces; "
+                        f"the mesh has: {', '.join(names) or 'none'}")
+    d_endo = np.min([surface_distance(points, point_data, n) for n in endo_names], axis=0)
+    d_epi = surface_distance(points, point_data, "epi")
+    total = d_endo + d_epi
+    return np.divide(d_endo, total, out=np.zeros_like(total), where=total > 0)
+
+
+def _within(values: np.ndarray, lo: float | None, hi: float | None, tol: float = 0.0) -> np.ndarray:
+    mask = np.ones(values.shape, dtype=bool)
+    if lo is not None:
+        mask &= values >= lo - tol
+    if hi is not None:
+        mask &= values <= hi + tol
+    return mask
+
+
+def _by_position(points: np.ndarray, sel: Any, tol: float) -> np.ndarray | None:
+    """Mask of the given coordinates inside a geometric selector, or None if it is not geometric."""
+    if sel.box is not None:
+        lo = np.asarray(sel.box.min, dtype=float) - tol
+        hi = np.asarray(sel.box.max, dtype=float) + tol
+        return np.all((points >= lo) & (points <= hi), axis=1)
+    if sel.sphere is not None:
+        d2 = np.sum((points - np.asarray(sel.sphere.center, dtype=float)) ** 2, axis=1)
+        return d2 <= (sel.sphere.radius + tol) ** 2
+    cyl = getattr(sel, "cylinder", None)
+    if cyl is not None:
+        a, b = np.asarray(cyl.start, dtype=float), np.asarray(cyl.end, dtype=float)
+        axis = b - a
+        length = float(np.linalg.norm(axis))
+        if length == 0.0:
+            raise MeshError("cylinder start and end must differ")
+        axis /= length
+        rel = points - a
+        along = rel @ axis
+        radial = np.linalg.norm(rel - np.outer(along, axis), axis=1)
+        return (along >= -tol) & (along <= length + tol) & (radial <= cyl.radius + tol)
+    return None
+
+
+def select(points: np.ndarray, tets: np.ndarray, tags: np.ndarray, sel: Any,
+           point_data: dict[str, np.ndarray] | None = None,
+           cell_data: dict[str, np.ndarray] | None = None) -> Selection:
+    """Nodes and elements of the region described by ``sel`` (one selector set).
 
     Parameters
     ----------
     points, tets, tags
         Mesh coordinates [mm], connectivity and element region tags.
-    box
-        Object with ``min`` and ``max`` corners [mm]; bounds are inclusive with a
-        tolerance of 1e-9 of the mesh size, so faces of a generated box count.
-    sphere
-        Object with ``center`` [mm] and ``radius`` [mm].
-    tag
-        An element tag or list of tags: the nodes of those elements.
-    nodes
-        Explicit node indices.
+    sel
+        Object with the selector attributes of :class:`twin.case.RegionSpec`
+        (exactly one not ``None``).
+    point_data, cell_data
+        The mesh's named arrays (surfaces, fields).
 
     Returns
     -------
-    numpy.ndarray
-        Sorted unique ``int64`` node indices (possibly empty: the caller decides
-        whether that is an error).
+    Selection
+        Node and element masks (possibly empty: the caller decides whether that is an error).
     """
+    point_data = point_data or {}
+    cell_data = cell_data or {}
     lo, hi = points.min(axis=0), points.max(axis=0)
+    # bounds are inclusive with a tolerance, so the faces of a generated box count
     tol = 1e-9 * max(float(np.linalg.norm(hi - lo)), 1.0)
-    if box is not None:
-        bmin = np.asarray(box.min, dtype=float) - tol
-        bmax = np.asarray(box.max, dtype=float) + tol
-        mask = np.all((points >= bmin) & (points <= bmax), axis=1)
-        return np.flatnonzero(mask)
-    if sphere is not None:
-        d2 = np.sum((points - np.asarray(sphere.center, dtype=float)) ** 2, axis=1)
-        return np.flatnonzero(d2 <= (sphere.radius + tol) ** 2)
-    if tag is not None:
-        wanted = np.atleast_1d(np.asarray(tag, dtype=np.int64))
-        return np.unique(tets[np.isin(tags, wanted)])
-    if nodes is not None:
-        idx = np.unique(np.asarray(nodes, dtype=np.int64))
+    centroids = points[tets].mean(axis=1)
+    node_mask = _by_position(points, sel, tol)
+    if node_mask is not None:
+        return Selection(node_mask, _by_position(centroids, sel, tol))
+    if sel.tag is not None:
+        wanted = np.atleast_1d(np.asarray(sel.tag, dtype=np.int64))
+        elements = np.isin(tags, wanted)
+        return Selection(_nodes_of(tets, elements, len(points)), elements)
+    if sel.nodes is not None:
+        idx = np.unique(np.asarray(sel.nodes, dtype=np.int64))
         if idx.size and (idx.min() < 0 or idx.max() >= len(points)):
             raise MeshError(f"node index {int(idx.max())} is out of range: the mesh has {len(points)} nodes")
-        return idx
-    raise MeshError("a region needs one of box, sphere, tag or nodes")
+        nodes = np.zeros(len(points), dtype=bool)
+        nodes[idx] = True
+        return Selection(nodes, nodes[tets].all(axis=1))
+    surf = getattr(sel, "surface", None)
+    if surf is not None:
+        dist = surface_distance(points, point_data, surf.name)
+        return Selection(_within(dist, surf.min, surf.max, tol), _within(dist[tets].mean(axis=1), surf.min, surf.max, tol))
+    trans = getattr(sel, "transmural", None)
+    if trans is not None:
+        depth = transmural_depth(points, point_data)
+        return Selection(_within(depth, trans.min, trans.max, 1e-12),
+                         _within(depth[tets].mean(axis=1), trans.min, trans.max, 1e-12))
+    fld = getattr(sel, "field", None)
+    if fld is not None:
+        if fld.name in point_data:
+            values = np.asarray(point_data[fld.name], dtype=float)
+            if values.ndim != 1:
+                raise MeshError(f"field '{fld.name}' must be a scalar per node, got shape {values.shape}")
+            return Selection(_within(values, fld.min, fld.max), _within(values[tets].mean(axis=1), fld.min, fld.max))
+        if fld.name in cell_data:
+            values = np.asarray(cell_data[fld.name], dtype=float)
+            if values.ndim != 1:
+                raise MeshError(f"field '{fld.name}' must be a scalar per element, got shape {values.shape}")
+            elements = _within(values, fld.min, fld.max)
+            return Selection(_nodes_of(tets, elements, len(points)), elements)
+        have = sorted(set(point_data) | set(cell_data))
+        raise MeshError(f"the mesh has no field '{fld.name}'; arrays: {', '.join(have) or 'none'}")
+    raise MeshError("a region needs one of box, sphere, cylinder, tag, nodes, surface, transmural or field")
+
+
+def _nodes_of(tets: np.ndarray, elements: np.ndarray, n: int) -> np.ndarray:
+    nodes = np.zeros(n, dtype=bool)
+    nodes[tets[elements].ravel()] = True
+    return nodes
+
+
+def select_nodes(points: np.ndarray, tets: np.ndarray, tags: np.ndarray, sel: Any,
+                 point_data: dict[str, np.ndarray] | None = None,
+                 cell_data: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """Sorted ``int64`` indices of the nodes of the region ``sel`` (see :func:`select`)."""
+    return np.flatnonzero(select(points, tets, tags, sel, point_data, cell_data).nodes)
 
 
 def describe_bounds(points: np.ndarray) -> str:

@@ -59,6 +59,10 @@ class ReactionModel:
     cell_stimulus_duration, cell_bcl
         Pulse length and period [ms] of the model file's own pacing protocol
         (defaults of single-cell runs), when it has one.
+    kind
+        ``"cardiac"`` (an excitable membrane model: paced, APD, CVODE-checked) or
+        ``"generic"`` (a reaction term for verification or neuro use), from the model
+        file's ``twin_kind``.
     param_choices
         Parameters that take one of a few coded values (``celltype``): name ->
         {label: value}; other values are refused and the labels may be used
@@ -84,6 +88,7 @@ class ReactionModel:
     cell_stimulus_duration: float | None = None
     cell_bcl: float | None = None
     param_choices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    kind: str = "cardiac"
 
     @property
     def n_states(self) -> int:
@@ -152,6 +157,7 @@ class ReactionModel:
         """Plain description (for ``summary.json`` and ``twin models show``)."""
         return {
             "name": self.name,
+            "kind": self.kind,
             "description": self.description,
             "provenance": self.provenance,
             "source": self.source,

@@ -22,6 +22,9 @@ from .codegen import GENERATOR_VERSION, build_kernel, initial_state
 
 logger = logging.getLogger(__name__)
 
+#: what a model file's ``twin_kind`` may say
+KINDS = ("cardiac", "generic")
+
 #: the project's own model folder (src/twin/models/library.py -> <root>/models)
 BUILTIN_DIR = Path(__file__).resolve().parents[3] / "models"
 
@@ -87,6 +90,9 @@ def _load(path: str, mtime: float) -> ReactionModel:
     choices = {n: c for n, p in zip(param_names, a.parameters) if (c := _choices(p, Path(path).name))}
     meta = a.meta
     threshold = float(meta.get("twin_activation_threshold", 0.0))
+    kind = meta.get("twin_kind", "cardiac").strip()
+    if kind not in KINDS:
+        raise ModelError(f"{Path(path).name}: twin_kind must be one of {', '.join(KINDS)}, got '{kind}'")
     desc = meta.get("desc", "").strip()
     name = Path(path).stem
     stim_amp = -a.stimulus_amplitude if a.stimulus_amplitude is not None else None
@@ -113,6 +119,7 @@ def _load(path: str, mtime: float) -> ReactionModel:
         cell_stimulus_duration=stim_duration,
         cell_bcl=bcl,
         param_choices=choices,
+        kind=kind,
     )
     logger.debug("model %s prepared in %.2f s (%s)", name, time.perf_counter() - t0, gen.timings)
     return model

@@ -14,7 +14,7 @@ from ..case import Case
 from ..errors import CaseError, MeshError
 from ..fem import conductivity_tensors, lumped_mass, mass_matrix, stiffness_matrix
 from ..mesh import TetMesh, box_mesh, mesh_hash, read_mesh
-from ..mesh.regions import describe_bounds, select_nodes
+from ..mesh.regions import Selection, describe_bounds, select, select_nodes
 from ..models import ReactionModel, get_model
 from ..observers.probes import locate_points, probe_table
 from .stimulus import StimulusProtocol
@@ -52,6 +52,11 @@ class Problem:
         Probe interpolation data.
     activation_threshold
         [mV]
+    cell_fields
+        Per-element arrays written with every output (region tags, fibres, named
+        regions, conductivity), so a clinician sees the substrate next to the result.
+    excitable
+        ``(n,)`` bool: False for nodes inside dense scar (no stimulus reaches them).
     timings
         Seconds spent per setup stage.
     """
@@ -70,6 +75,8 @@ class Problem:
     probe_nodes: np.ndarray
     probe_weights: np.ndarray
     activation_threshold: float
+    cell_fields: dict[str, np.ndarray] = field(default_factory=dict)
+    excitable: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -132,6 +139,7 @@ def build_problem(case: Case) -> Problem:
     t0 = time.perf_counter()
     tags, node_region = mesh.node_regions()
     element_tags = np.unique(mesh.regions)
+    selections = _named_regions(case, mesh)
     tissue = spec.tissue
     m = mesh.n_tets
     sl = np.full(m, tissue.sigma_l)
@@ -147,17 +155,54 @@ def build_problem(case: Case) -> Problem:
             st[sel] = override.sigma_t
         if override.sigma_n is not None:
             sn[sel] = override.sigma_n
+    region_index = np.zeros(m, dtype=np.int32)   # 1 + index of the last named region, 0 = none
+    scar_elements = np.zeros(m, dtype=bool)
+    fibrotic = np.zeros(m, dtype=bool)
+    for i, (region, sel) in enumerate(zip(spec.regions, selections)):
+        elems = sel.elements
+        region_index[elems] = i + 1
+        for name, arr in (("sigma_l", sl), ("sigma_t", st), ("sigma_n", sn)):
+            change = getattr(region.tissue, name)
+            if change is not None:
+                kind, value = change
+                base = arr[elems]
+                if name == "sigma_n":  # an unset σn is σt: a factor scales that
+                    base = np.where(np.isnan(base), st[elems], base)
+                arr[elems] = base * value if kind == "factor" else value
+        if region.fibrosis is not None:
+            # each element of the region independently non-conducting with probability `density`
+            rng = np.random.default_rng(region.fibrosis.seed)
+            hit = np.flatnonzero(elems)[rng.random(int(elems.sum())) < region.fibrosis.density]
+            fibrotic[hit] = True
+            logger.info("region %s: %d of %d elements fibrotic", region.name, hit.size, int(elems.sum()))
+        # a later region overrides an earlier one: a conducting isthmus is cut through a scar
+        scar_elements[elems] = region.dense_scar
     sn = np.where(np.isnan(sn), st, sn)
+    # Dense scar and fibrotic elements are cut out of the domain (out of the stiffness AND the
+    # mass matrix: a consistent mass alone would still couple a node to its neighbours), so
+    # their boundaries are insulating. A node with no live element around it is isolated: it
+    # keeps a diagonal mass, never changes by diffusion and is never stimulated.
+    dead = scar_elements | fibrotic
+    for arr in (sl, st, sn):
+        arr[dead] = 0.0
+    live = np.zeros(mesh.n_points, dtype=bool)
+    live[mesh.tets[~dead].ravel()] = True
     assert mesh.fibres is not None
     try:
         sigma = conductivity_tensors(mesh.fibres, sl, st, sn, mesh.sheets)
     except MeshError as exc:
         raise case.error("tissue.sigma_n", str(exc)) from None
     stiffness = stiffness_matrix(mesh.points, mesh.tets, sigma)
+    live_tets = mesh.tets[~dead]
+    isolated_mass = np.where(live, 0.0, lumped_mass(mesh.points, mesh.tets)) if dead.any() else None
     if spec.solver.resolved_mass == "lumped":
-        mass: Any = lumped_mass(mesh.points, mesh.tets)
+        mass: Any = lumped_mass(mesh.points, live_tets)
+        if isolated_mass is not None:
+            mass = mass + isolated_mass
     else:
-        mass = mass_matrix(mesh.points, mesh.tets)
+        mass = mass_matrix(mesh.points, live_tets)
+        if isolated_mass is not None:
+            mass = (mass + sp.diags(isolated_mass)).tocsr()
     timings["assembly"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -166,6 +211,7 @@ def build_problem(case: Case) -> Problem:
         _tag_check(case, ("model", "regions", tag), tag, element_tags)
     params = model.parameter_table(spec.model.parameters,
                                    {t: r.parameters for t, r in spec.model.regions.items()}, tags)
+    params, node_region = _region_parameters(model, params, node_region, spec.regions, selections)
 
     chi_cm = tissue.chi * tissue.cm
     stimuli = []
@@ -175,8 +221,14 @@ def build_problem(case: Case) -> Problem:
             raise case.error(("stimuli", i, "region", "nodes"),
                              f"node index {max(region.nodes)} is out of range: the mesh has "
                              f"{mesh.n_points} nodes")
-        nodes = select_nodes(mesh.points, mesh.tets, mesh.regions, box=region.box, sphere=region.sphere,
-                             tag=region.tag, nodes=region.nodes)
+        try:
+            nodes = select_nodes(mesh.points, mesh.tets, mesh.regions, region, mesh.point_data, mesh.cell_data)
+        except MeshError as exc:
+            raise case.error(("stimuli", i, "region"), str(exc)) from None
+        if nodes.size and not live[nodes].all():
+            logger.warning("stimulus %s: %d of its nodes lie inside dense scar and are not stimulated",
+                           s.name or f"stimulus{i}", int((~live[nodes]).sum()))
+            nodes = nodes[live[nodes]]
         if nodes.size == 0:
             raise case.error(("stimuli", i, "region"), "the stimulus region contains no node of the mesh "
                              f"(the mesh spans {describe_bounds(mesh.points)})")
@@ -198,13 +250,58 @@ def build_problem(case: Case) -> Problem:
     else:
         probe_nodes, probe_weights = np.zeros((0, 4), np.int64), np.zeros((0, 4))
     threshold = spec.outputs.activation.threshold
+    cell_fields: dict[str, np.ndarray] = {"region": mesh.regions}
+    if mesh.fibres is not None:
+        cell_fields["fibres"] = mesh.fibres
+    if spec.regions:
+        cell_fields["named_region"] = region_index
+        cell_fields["sigma_l"] = sl
+        cell_fields["dense_scar"] = scar_elements.astype(np.int8)
+        cell_fields["fibrotic"] = fibrotic.astype(np.int8)
     timings["model_and_stimuli"] = time.perf_counter() - t0
     return Problem(case=case, mesh=mesh, mesh_hash=mesh_hash(mesh), model=model, tags=tags,
                    node_region=np.ascontiguousarray(node_region, dtype=np.int32), params=params,
                    stiffness=stiffness, mass=mass, stimuli=stimuli, probe_names=names,
                    probe_nodes=probe_nodes, probe_weights=probe_weights,
                    activation_threshold=model.activation_threshold if threshold is None else threshold,
-                   timings=timings)
+                   cell_fields=cell_fields, excitable=live, timings=timings)
+
+
+def _named_regions(case: Case, mesh: TetMesh) -> list[Selection]:
+    """Select every entry of the case's ``regions:`` on the mesh; an empty one is an error."""
+    out = []
+    for i, region in enumerate(case.spec.regions):
+        try:
+            sel = select(mesh.points, mesh.tets, mesh.regions, region.where, mesh.point_data, mesh.cell_data)
+        except MeshError as exc:
+            raise case.error(("regions", i, "where"), str(exc)) from None
+        if not sel.elements.any():
+            raise case.error(("regions", i, "where"), f"region '{region.name}' contains no element of the "
+                             f"mesh (the mesh spans {describe_bounds(mesh.points)})")
+        logger.info("region %s: %d elements, %d nodes", region.name, int(sel.elements.sum()), int(sel.nodes.sum()))
+        out.append(sel)
+    return out
+
+
+def _region_parameters(model: Any, params: np.ndarray, node_region: np.ndarray, regions: list,
+                       selections: list[Selection]) -> tuple[np.ndarray, np.ndarray]:
+    """Add parameter rows for named regions: each (row, region) pair met gets one new row.
+
+    The parameter table stays ``(rows, n_params)`` with a node -> row index (no per-node
+    copies); factors apply to the value the node had before the region.
+    """
+    rows = [r for r in params]
+    node_region = node_region.copy()
+    for region, sel in zip(regions, selections):
+        if not region.parameters:
+            continue
+        made: dict[int, int] = {}
+        hit = np.flatnonzero(sel.nodes)
+        for old in np.unique(node_region[hit]):
+            rows.append(model.parameter_row(region.parameters, base=rows[int(old)]))
+            made[int(old)] = len(rows) - 1
+        node_region[hit] = [made[int(r)] for r in node_region[hit]]
+    return np.ascontiguousarray(np.array(rows)), np.ascontiguousarray(node_region, dtype=np.int32)
 
 
 __all__ = ["Problem", "build_problem", "load_mesh", "CaseError"]

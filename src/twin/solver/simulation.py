@@ -217,9 +217,7 @@ class Simulation:
         summary = self._summary(compile_time, solve_time, timers, activation, self.n_steps - start_step,
                                 end_time)
         if self.folder is not None:
-            cells = {"region": p.mesh.regions}
-            if p.mesh.fibres is not None:
-                cells["fibres"] = p.mesh.fibres
+            cells = dict(p.cell_fields)
             files = {"series": str(self.folder.series.path.name) if out_every else None,
                      "activation": self.folder.write_activation(p.mesh.points, p.mesh.tets,
                                                                 activation.times, cells).name}
