@@ -89,6 +89,25 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-q", "--quiet", action="store_true", help="only errors and warnings")
     c.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
+    me = sub.add_parser("mesh", help="inspect, convert and generate meshes")
+    mesub = me.add_subparsers(dest="mesh_command", required=True, parser_class=_Parser)
+    mi_ = mesub.add_parser("info", help="counts, quality, regions, surfaces, fibres and a unit guess")
+    mi_.add_argument("file")
+    mi_.add_argument("--unit", default="auto", choices=["auto", "um", "mm", "cm", "m"],
+                     help="unit the file is in (auto: µm for CARP, mm otherwise)")
+    mi_.add_argument("--fibres", help="name of the fibre array")
+    mi_.add_argument("--regions", help="name of the region-tag array")
+    mi_.add_argument("--json", action="store_true", help="print the report as JSON")
+    mc = mesub.add_parser("convert", help="convert between meshio formats and CARP (.pts/.elem/.lon)")
+    mc.add_argument("input")
+    mc.add_argument("output", help="output file; .pts/.elem/.lon or no suffix writes CARP")
+    mc.add_argument("--unit", default="auto", choices=["auto", "um", "mm", "cm", "m"], help="unit of the input")
+    mc.add_argument("--out-unit", default=None, choices=["um", "mm", "cm", "m"],
+                    help="unit of the output (default: µm for CARP, mm otherwise)")
+    mc.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    for sp in (me, *mesub.choices.values()):
+        sp.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
     from .verify import BENCHMARKS, benchmark_module
 
     vf = sub.add_parser("verify", help="run a verification benchmark (exit 3 when a tolerance is missed)")
@@ -300,6 +319,73 @@ def _cmd_cell(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _cmd_mesh(args: argparse.Namespace, out: TextIO) -> int:
+    import json
+
+    from .mesh import read_mesh
+    from .mesh.io import default_unit
+
+    if args.mesh_command == "info":
+        from .mesh.quality import mesh_report
+
+        read_as = args.unit if args.unit != "auto" else default_unit(args.file)
+        raw = read_mesh(args.file, unit=read_as, fibres=args.fibres, regions=args.regions, check=False)
+        mesh = raw.check(source=Path(args.file).name)
+        rep = mesh_report(raw, mesh, declared_unit=args.unit, read_unit=read_as)
+        if args.json:
+            out.write(json.dumps(rep, indent=2) + "\n")
+            return EXIT_OK
+        _print_mesh_report(rep, args.file, out)
+        return EXIT_OK
+    from .mesh.convert import convert_mesh
+
+    target = convert_mesh(args.input, args.output, unit=args.unit, out_unit=args.out_unit,
+                          overwrite=args.overwrite)
+    out.write(f"wrote {target}\n")
+    return EXIT_OK
+
+
+def _print_mesh_report(rep: dict, name: str, out: TextIO) -> None:
+    lo, hi = rep["bounds_mm"]
+    e, q = rep["edge_mm"], rep["quality"]
+    out.write(f"{name}: {rep['nodes']} nodes, {rep['elements']} tetrahedra, volume {rep['volume_mm3']:.6g} mm³\n")
+    out.write("bounds      " + " × ".join(f"[{a:.4g}, {b:.4g}]" for a, b in zip(lo, hi)) + " mm\n")
+    out.write(f"edges       min {e['min']:.4g}, median {e['median']:.4g}, max {e['max']:.4g} mm\n")
+    out.write(f"quality     radius ratio min {q['radius_ratio_min']:.3f}, median {q['radius_ratio_median']:.3f}; "
+              f"{q['slivers_below_0.1']} sliver(s) below 0.1; worst: "
+              + ", ".join(f"#{w['element']} ({w['radius_ratio']:.3f})" for w in q["worst"][:3]) + "\n")
+    if rep["inverted_elements"]:
+        out.write(f"inverted    {rep['inverted_elements']} element(s), first #{rep['first_inverted']} "
+                  "(twin re-orients them when it reads the mesh)\n")
+    if rep["unreferenced_nodes"]:
+        out.write(f"unused      {rep['unreferenced_nodes']} node(s) in no element (dropped on reading)\n")
+    out.write("regions     " + ", ".join(f"{t}: {r['elements']} el, {r['volume_mm3']:.4g} mm³"
+                                      for t, r in rep["regions"].items()) + "\n")
+    if rep["surfaces"]:
+        out.write("surfaces    " + ", ".join(f"{k} ({v} nodes)" for k, v in rep["surfaces"].items()) + "\n")
+    extra = [n for n in rep["point_data"] if not n.startswith("surface_")] + rep["cell_data"]
+    if extra:
+        out.write("arrays      " + ", ".join(extra) + "\n")
+    fib = rep.get("fibres")
+    if fib:
+        line = f"fibres      |f| - 1 up to {fib['max_length_error']:.2g}"
+        if "max_sheet_angle_error_deg" in fib:
+            line += f"; sheet ⟂ fibre within {fib['max_sheet_angle_error_deg']:.2g}°"
+        if "jump_median_deg" in fib:
+            line += (f"; jump between neighbours median {fib['jump_median_deg']:.3g}°, 99th percentile "
+                     f"{fib['jump_p99_deg']:.3g}°, {fib['jumps_over_45_deg']} over 45°")
+        out.write(line + "\n")
+    else:
+        out.write("fibres      none in the file\n")
+    u = rep["unit"]
+    out.write(f"unit        read as {u['read_as']}; the coordinates look like {u['guess']}\n")
+    if u["guess"] != u["read_as"]:
+        logging.getLogger("twin").warning(
+            "%s: read in %s, but the extent and edge lengths fit %s far better: check the unit "
+            "(twin mesh info --unit %s, or mesh.unit: %s in the case)", name, u["read_as"], u["guess"],
+            u["guess"], u["guess"])
+
+
 def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
     from .verify import benchmark_module
 
@@ -342,6 +428,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
             return _cmd_cell(args, out)
         if args.command == "verify":
             return _cmd_verify(args, out)
+        if args.command == "mesh":
+            return _cmd_mesh(args, out)
         return _cmd_info(args, out)
     except TwinError as exc:
         err.write(f"twin: error: {exc}\n")

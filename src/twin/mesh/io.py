@@ -28,6 +28,11 @@ def _carp_base(path: Path) -> Path | None:
     return None
 
 
+def default_unit(path: str | Path) -> str:
+    """The unit ``unit="auto"`` reads a file in: µm for CARP files (openCARP's convention), else mm."""
+    return "um" if _carp_base(Path(path)) is not None else "mm"
+
+
 def _read_counted(path: Path, what: str) -> list[str]:
     try:
         lines = path.read_text().split("\n")
@@ -102,7 +107,7 @@ def _find(data: dict[str, np.ndarray], names: tuple[str, ...], explicit: str | N
 
 
 def read_mesh(path: str | Path, *, unit: str = "auto", fibres: str | None = None,
-              regions: str | None = None) -> TetMesh:
+              regions: str | None = None, check: bool = True) -> TetMesh:
     """Read a tetrahedral mesh (any meshio format, or CARP ``.pts/.elem/.lon``).
 
     Parameters
@@ -114,6 +119,9 @@ def read_mesh(path: str | Path, *, unit: str = "auto", fibres: str | None = None
         (µm for CARP, as openCARP writes them; mm otherwise).
     fibres, regions
         Names of the fibre and region-tag arrays; by default well-known names are searched.
+    check
+        Run :meth:`TetMesh.check` (re-orient, drop unused nodes, normalise fibres); ``False``
+        returns the data as stored (for ``twin mesh info``).
 
     Returns
     -------
@@ -134,7 +142,7 @@ def read_mesh(path: str | Path, *, unit: str = "auto", fibres: str | None = None
         points, tets, tags, fib, sh = _read_carp(base)
         scale = UNIT_SCALE["um" if unit == "auto" else unit]
         mesh = TetMesh(points * scale, tets, fibres=fib, sheets=sh, regions=tags)
-        return mesh.check(source=source)
+        return mesh.check(source=source) if check else mesh
     if not path.exists():
         raise MeshError(f"mesh file not found: {path}")
     import meshio
@@ -182,7 +190,7 @@ def read_mesh(path: str | Path, *, unit: str = "auto", fibres: str | None = None
                    sheets=None if sheet is None else np.asarray(sheet, dtype=np.float64),
                    regions=None if tags is None else np.asarray(tags).reshape(-1).astype(np.int64),
                    point_data=point_data, cell_data=extra)
-    return mesh.check(source=source)
+    return mesh.check(source=source) if check else mesh
 
 
 def write_mesh(mesh: TetMesh, path: str | Path, **kwargs) -> None:

@@ -14,6 +14,8 @@ from ..case import Case
 from ..errors import CaseError, MeshError
 from ..fem import conductivity_tensors, lumped_mass, mass_matrix, stiffness_matrix
 from ..mesh import TetMesh, box_mesh, mesh_hash, read_mesh
+from ..mesh.io import UNIT_SCALE, default_unit
+from ..mesh.quality import guess_unit, implausible_size
 from ..mesh.regions import Selection, describe_bounds, select, select_nodes
 from ..models import ReactionModel, get_model
 from ..observers.probes import locate_points, probe_table
@@ -101,6 +103,12 @@ def load_mesh(case: Case) -> TetMesh:
             mesh = read_mesh(path, unit=spec.unit, fibres=spec.fibres, regions=spec.regions)
         except MeshError as exc:
             raise case.error("mesh.file", str(exc)) from None
+        why = implausible_size(mesh)
+        if why is not None:
+            read_as = spec.unit if spec.unit != "auto" else default_unit(path)
+            guess, _ = guess_unit(mesh.points / UNIT_SCALE[read_as], mesh.tets)
+            raise case.error("mesh.unit", f"the mesh {path.name} read in {read_as} cannot be tissue: {why}; "
+                             f"its coordinates look like {guess} (set mesh.unit: {guess})")
         source = fibre_spec.source
         if source == "uniform":
             mesh.fibres = np.ascontiguousarray(np.tile(direction / np.linalg.norm(direction),
