@@ -211,7 +211,20 @@ class FieldRegion(_Strict):
         return self
 
 
-SELECTORS = ("box", "sphere", "cylinder", "tag", "nodes", "surface", "transmural", "field")
+class LesionRegion(_Strict):
+    """An ablation lesion at a point: a cylinder of ``radius`` reaching ``depth`` into the wall.
+
+    The axis is ``direction`` when given, else the inward normal of the nearest mesh
+    surface (``surface_*`` node masks); a mesh without surfaces gets a sphere of ``radius``.
+    """
+
+    at: Vector3
+    radius: Length = Field(gt=0)
+    depth: Length = Field(gt=0)
+    direction: Direction | None = None
+
+
+SELECTORS = ("box", "sphere", "cylinder", "tag", "nodes", "surface", "transmural", "field", "lesion")
 
 
 class RegionSpec(_Strict):
@@ -225,6 +238,7 @@ class RegionSpec(_Strict):
     surface: SurfaceRegion | None = None
     transmural: TransmuralRegion | None = None
     field: FieldRegion | None = None
+    lesion: LesionRegion | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "RegionSpec":
@@ -360,6 +374,70 @@ class OutputSpec(_Strict):
     checkpoint_interval: Time = Field(0.0, ge=0)
 
 
+Concentration = Annotated[float, _quantity("concentration")]
+
+
+class AblationSpec(_Strict):
+    """One lesion set: a point (``at``), a line of points (``points``, ``spacing``) or a region (``where``)."""
+
+    name: str | None = None
+    at: Vector3 | None = None
+    points: list[Vector3] | None = Field(None, min_length=2)
+    spacing: Length | None = Field(None, gt=0)
+    radius: Length = Field(2.5, gt=0)
+    depth: Length = Field(10.0, gt=0)
+    direction: Direction | None = None
+    where: RegionSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "AblationSpec":
+        given = [k for k in ("at", "points", "where") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a lesion needs exactly one of 'at' (a point), 'points' (a line) or 'where' (a region)"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        return self
+
+
+class IC50Spec(_Strict):
+    ic50: Concentration = Field(gt=0)
+    hill: float = Field(1.0, gt=0)
+
+
+class DrugSpec(_Strict):
+    """A drug: a named entry of the drug table and/or explicit block, at a concentration."""
+
+    name: str | None = None
+    concentration: Concentration | None = Field(None, ge=0)
+    block: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
+    ic50: dict[str, IC50Spec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _complete(self) -> "DrugSpec":
+        if self.name is None and not self.block and not self.ic50:
+            raise ValueError("a drug needs a 'name' from the drug table, 'ic50' values or a 'block'")
+        if (self.name is not None or self.ic50) and self.concentration is None:
+            raise ValueError("a drug given by name or IC50 needs a 'concentration' (e.g. '10 nM')")
+        return self
+
+
+class ArmSpec(_Strict):
+    """A treatment arm: the base case with changes (any key, lesions, a drug, regions)."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    description: str = ""
+    set: dict[str, Any] = Field(default_factory=dict)
+    ablation: list[AblationSpec] = Field(default_factory=list)
+    drug: DrugSpec | None = None
+    regions: list[NamedRegion] = Field(default_factory=list)
+
+
+class PrepaceSpec(_Strict):
+    """Single-cell pre-pacing of every parameter set before the tissue run (0 beats = off)."""
+
+    beats: int = Field(0, ge=0)
+    bcl: Time = Field(1000.0, gt=0)
+
+
 class CaseSpec(_Strict):
     """The whole case file."""
 
@@ -372,6 +450,8 @@ class CaseSpec(_Strict):
     stimuli: list[StimulusSpec] = Field(min_length=1)
     solver: SolverSpec = SolverSpec()
     outputs: OutputSpec = OutputSpec()
+    prepace: PrepaceSpec = PrepaceSpec()
+    arms: list[ArmSpec] = Field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- the Case object
@@ -490,24 +570,34 @@ def _apply_override(data: dict[str, Any], lines: dict[Key, tuple[str, int]], tex
     if "=" not in text:
         raise CaseError(f"expected KEY=VALUE, got {text!r}", source="--set")
     key, _, raw_value = text.partition("=")
-    path = _split_key(key.strip())
-    if not key.strip() or any(p == "" for p in path):
-        raise CaseError(f"empty key in {text!r}", source="--set")
     try:
         value = yaml.safe_load(raw_value) if raw_value.strip() else None
     except yaml.YAMLError:
         value = raw_value
+    set_key(data, lines, key.strip(), value, ("--set", None))
+
+
+def set_key(data: dict[str, Any], lines: dict[Key, tuple[str, int]], key: str, value: Any,
+            where: tuple[str, int | None]) -> None:
+    """Set the dotted ``key`` (list items by index) of raw case ``data`` to ``value``, in place.
+
+    ``where`` (source, line) becomes the location errors about this key cite.
+    """
+    source = where[0]
+    path = _split_key(key)
+    if not key or any(p == "" for p in path):
+        raise CaseError(f"empty key in {key!r}", source=source, line=where[1])
     node: Any = data
     for i, part in enumerate(path[:-1]):
         nxt = path[i + 1]
         if isinstance(node, list):
             if not isinstance(part, int) or not -len(node) <= part < len(node):
                 raise CaseError(f"index {part} is out of range (the list has {len(node)} items)",
-                                source="--set", key=_dotted(path[: i + 1]))
+                                source=source, line=where[1], key=_dotted(path[: i + 1]))
             node = node[part]
             continue
         if not isinstance(node, dict):
-            raise CaseError(f"'{_dotted(path[:i])}' is not a section", source="--set", key=key)
+            raise CaseError(f"'{_dotted(path[:i])}' is not a section", source=source, line=where[1], key=key)
         if part not in node or node[part] is None:
             node[part] = [] if isinstance(nxt, int) else {}
         node = node[part]
@@ -515,16 +605,16 @@ def _apply_override(data: dict[str, Any], lines: dict[Key, tuple[str, int]], tex
     if isinstance(node, list):
         if not isinstance(last, int) or not -len(node) <= last < len(node):
             raise CaseError(f"index {last} is out of range (the list has {len(node)} items)",
-                            source="--set", key=key)
+                            source=source, line=where[1], key=key)
         node[last] = value
     elif isinstance(node, dict):
         node[last] = value
     else:
-        raise CaseError(f"'{_dotted(path[:-1])}' is not a section", source="--set", key=key)
-    # every key under the override now comes from the command line
+        raise CaseError(f"'{_dotted(path[:-1])}' is not a section", source=source, line=where[1], key=key)
+    # every key under the override now comes from where the override was written
     for k in [k for k in lines if k[: len(path)] == path]:
         del lines[k]
-    lines[path] = ("--set", None)  # type: ignore[assignment]
+    lines[path] = where  # type: ignore[assignment]
 
 
 # --------------------------------------------------------------------------- stage 2: keys
@@ -618,6 +708,12 @@ def _check_semantics(case: Case) -> None:
                 model.parameter_row({pname: pvalue})
             except ModelError as exc:
                 raise case.error(key_path + (pname,), str(exc)) from None
+    arm_names: set[str] = set()
+    for i, arm in enumerate(s.arms):
+        if arm.name in arm_names or arm.name == "base":
+            raise case.error(("arms", i, "name"), f"arm name '{arm.name}' is "
+                             + ("reserved for the case without changes" if arm.name == "base" else "used twice"))
+        arm_names.add(arm.name)
     names_seen: set[str] = set()
     for i, region in enumerate(s.regions):
         if region.name in names_seen:
@@ -702,6 +798,12 @@ def case_from_text(text: str, *, source: str = "<case>", base_dir: Path | None =
                         source=source, line=1)
     for item in overrides:
         _apply_override(data, lines, item)
+    return case_from_data(data, lines, source=source, base_dir=base_dir)
+
+
+def case_from_data(data: dict[str, Any], lines: dict[Key, tuple[str, int]], *, source: str = "<case>",
+                   base_dir: Path | None = None) -> Case:
+    """Validate raw case data (as read from YAML, with line numbers per key in ``lines``)."""
     _check_keys(data, CaseSpec, (), lines, source)
     try:
         spec = CaseSpec.model_validate(data)

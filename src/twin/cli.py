@@ -55,6 +55,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help="replace a previous run in the output folder")
     s.add_argument("--resume", action="store_true", help="continue from the output folder's checkpoint")
 
+    cp = sub.add_parser("compare", help="run every treatment arm of a case and compare them")
+    case_args(cp)
+    cp.add_argument("-o", "--output", metavar="OUTDIR", help="output folder (default: out/<case name>-compare)")
+    cp.add_argument("--jobs", type=int, default=1, metavar="N", help="arms run at once, in processes (1)")
+    cp.add_argument("--threads", type=int, metavar="N", help="Numba threads per arm (default: all cores / jobs)")
+    cp.add_argument("--arms", nargs="+", metavar="NAME", help="run only these arms (and the base)")
+    cp.add_argument("--overwrite", action="store_true", help="replace an earlier comparison in OUTDIR")
+    cp.add_argument("--resume", action="store_true", help="continue an interrupted comparison")
+    cp.add_argument("--no-report", action="store_true", help="skip report.html")
+
     v = sub.add_parser("validate", help="check a case (and its mesh) without running it")
     case_args(v)
 
@@ -197,7 +207,12 @@ def _cmd_simulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     problem = build_problem(case)
     show_bar = not args.quiet and hasattr(err, "isatty") and err.isatty()
     progress = _ProgressBar(err, spec.solver.end_time) if show_bar else None
-    sim = Simulation(problem, run_folder, progress=progress)
+    initial = None
+    if spec.prepace.beats and not args.resume:
+        from .solver.prepace import prepace_states
+
+        initial = prepace_states(problem, spec.prepace.beats, spec.prepace.bcl)
+    sim = Simulation(problem, run_folder, progress=progress, initial_states=initial)
     result = sim.run()
     s = result.summary
     t = s["timings_s"]
@@ -258,6 +273,9 @@ def _cmd_models(args: argparse.Namespace, out: TextIO) -> int:
             out.write(f"own stimulus: {model.cell_stimulus:g} A/F for {model.cell_stimulus_duration or 1:g} ms"
                       + (f" every {model.cell_bcl:g} ms" if model.cell_bcl else "") + "\n")
         out.write(f"activation threshold: {model.activation_threshold:g} mV\n")
+        if model.currents:
+            out.write("currents (for drug block): " + ", ".join(f"{c} -> {p}" for c, p in model.currents.items())
+                      + "\n")
         out.write(f"\nstates ({model.n_states}):\n")
         for n, u, v in zip(model.state_names, model.state_units, model.initial_state):
             out.write(f"  {n:28s} {v:14.6g} {u}\n")
@@ -316,6 +334,36 @@ def _cmd_cell(args: argparse.Namespace, out: TextIO) -> int:
                   f"  dV/dt max         {metrics['dvdt_max_V_per_s']:8.1f} V/s\n"
                   f"  APD90             {metrics['apd90_ms']:8.1f} ms   (APD50 {metrics['apd50_ms']:.1f} ms)\n"
                   f"trace in {folder}/trace.csv, plot in {folder}/trace.png\n")
+    return EXIT_OK
+
+
+def _cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
+    from .case import load_case
+    from .compare import compare
+
+    if args.jobs < 1:
+        raise TwinError(f"--jobs must be at least 1, got {args.jobs}")
+    import numba
+
+    threads = args.threads or max(1, numba.config.NUMBA_NUM_THREADS // args.jobs)
+    _set_threads(threads)
+    spec = load_case(args.case, args.overrides).spec
+    if not spec.arms:
+        raise TwinError(f"{args.case} has no 'arms:' section: nothing to compare (use 'twin simulate')")
+    folder = Path(args.output or Path("out") / f"{spec.name}-compare")
+    result = compare(args.case, folder, overrides=args.overrides, jobs=args.jobs, threads=threads,
+                     overwrite=args.overwrite, resume=args.resume, only=args.arms, report=not args.no_report)
+    if not args.quiet:
+        labels = result["metrics"]
+        cols = [k for k in labels if any(r.get(k) is not None for r in result["table"])]
+        out.write(f"{'arm':20s}" + "".join(f"{labels[k]['label'][:22]:>24s}" for k in cols) + "\n")
+        for row in result["table"]:
+            cells = []
+            for k in cols:
+                v = row.get(k)
+                cells.append(f"{'-' if v is None else (str(v) if isinstance(v, bool) else f'{v:.4g}'):>24s}")
+            out.write(f"{row['arm']:20s}" + "".join(cells) + "\n")
+        out.write(f"comparison in {folder}/ (comparison.csv, report.html, delta_<arm>.vtu)\n")
     return EXIT_OK
 
 
@@ -430,6 +478,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
             return _cmd_verify(args, out)
         if args.command == "mesh":
             return _cmd_mesh(args, out)
+        if args.command == "compare":
+            return _cmd_compare(args, out)
         return _cmd_info(args, out)
     except TwinError as exc:
         err.write(f"twin: error: {exc}\n")

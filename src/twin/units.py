@@ -27,6 +27,7 @@ CANONICAL: dict[str, tuple[str, str]] = {
     "current_density": ("uA/mm^3", "50000 uA/cm^3"),
     "current_per_area": ("uA/mm^2", "100 uA/cm^2"),
     "current_per_capacitance": ("mV/ms", "50 A/F"),
+    "concentration": ("mM", "10 nM"),
     "dimensionless": ("", "0.5"),
 }
 

@@ -12,7 +12,9 @@ A selector is one of
   the epicardium), from the distances to the ``endo`` (or ``lv_endo`` + ``rv_endo``)
   and ``epi`` surfaces;
 * ``field``: a threshold ``[min, max]`` on a point or cell array of the mesh
-  (wall thickness, an LGE intensity...) — how scar is derived from imaging.
+  (wall thickness, an LGE intensity...) — how scar is derived from imaging;
+* ``lesion``: an ablation lesion at a point, a cylinder of ``radius`` reaching
+  ``depth`` into the wall along ``direction`` or the inward surface normal.
 
 Nodes are selected by their coordinates (or values); elements by their centroid
 (or, for fields given per node, by the mean of their nodes' values), so a region's
@@ -159,6 +161,9 @@ def select(points: np.ndarray, tets: np.ndarray, tags: np.ndarray, sel: Any,
         depth = transmural_depth(points, point_data)
         return Selection(_within(depth, trans.min, trans.max, 1e-12),
                          _within(depth[tets].mean(axis=1), trans.min, trans.max, 1e-12))
+    lesion = getattr(sel, "lesion", None)
+    if lesion is not None:
+        return Selection(*_lesion_masks(points, tets, point_data, lesion, tol))
     fld = getattr(sel, "field", None)
     if fld is not None:
         if fld.name in point_data:
@@ -175,6 +180,59 @@ def select(points: np.ndarray, tets: np.ndarray, tags: np.ndarray, sel: Any,
         have = sorted(set(point_data) | set(cell_data))
         raise MeshError(f"the mesh has no field '{fld.name}'; arrays: {', '.join(have) or 'none'}")
     raise MeshError("a region needs one of box, sphere, cylinder, tag, nodes, surface, transmural or field")
+
+
+def inward_normal(points: np.ndarray, point_data: dict[str, np.ndarray], at: np.ndarray,
+                  k: int = 12) -> np.ndarray | None:
+    """Unit normal into the tissue at the surface point nearest ``at``, or None without surfaces.
+
+    The normal is the least-variance direction of the ``k`` nearest surface nodes (a local
+    plane fit); its sign points toward the tissue near ``at``.
+    """
+    from scipy.spatial import cKDTree
+
+    masks = [np.asarray(v).reshape(-1) != 0 for key, v in point_data.items() if key.startswith(SURFACE_PREFIX)]
+    if not masks:
+        return None
+    surface = points[np.any(masks, axis=0)]
+    if len(surface) < 3:
+        return None
+    _, idx = cKDTree(surface).query(at, k=min(k, len(surface)))
+    patch = surface[np.atleast_1d(idx)]
+    centre = patch.mean(axis=0)
+    _, _, vt = np.linalg.svd(patch - centre)
+    normal = vt[-1]
+    # orient toward the tissue: the mean of the mesh nodes near the patch lies inside the wall
+    radius = 2.0 * float(np.max(np.linalg.norm(patch - centre, axis=1))) + 1e-9
+    near = points[np.linalg.norm(points - centre, axis=1) <= radius]
+    if np.dot(near.mean(axis=0) - centre, normal) < 0:
+        normal = -normal
+    return normal
+
+
+def _lesion_masks(points, tets, point_data, lesion, tol) -> tuple[np.ndarray, np.ndarray]:
+    at = np.asarray(lesion.at, dtype=float)
+    if lesion.direction is not None:
+        axis = np.asarray(lesion.direction, dtype=float)
+        norm = float(np.linalg.norm(axis))
+        if norm == 0.0:
+            raise MeshError("lesion direction must not be the zero vector")
+        axis = axis / norm
+    else:
+        axis = inward_normal(points, point_data, at)
+    centroids = points[tets].mean(axis=1)
+
+    def inside(x: np.ndarray) -> np.ndarray:
+        rel = x - at
+        if axis is None:  # no surfaces to orient by: a sphere
+            return np.linalg.norm(rel, axis=1) <= lesion.radius + tol
+        along = rel @ axis
+        radial = np.linalg.norm(rel - np.outer(along, axis), axis=1)
+        # the lesion starts a radius above the surface point so a point given slightly
+        # outside or inside the wall still burns the surface
+        return (along >= -lesion.radius) & (along <= lesion.depth + tol) & (radial <= lesion.radius + tol)
+
+    return inside(points), inside(centroids)
 
 
 def _nodes_of(tets: np.ndarray, elements: np.ndarray, n: int) -> np.ndarray:

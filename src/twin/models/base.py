@@ -59,6 +59,9 @@ class ReactionModel:
     cell_stimulus_duration, cell_bcl
         Pulse length and period [ms] of the model file's own pacing protocol
         (defaults of single-cell runs), when it has one.
+    currents
+        Standard current names (``IKr``, ``ICaL``...) -> the parameter that scales that
+        current's conductance (from the model file's ``twin_currents``), for drug block.
     kind
         ``"cardiac"`` (an excitable membrane model: paced, APD, CVODE-checked) or
         ``"generic"`` (a reaction term for verification or neuro use), from the model
@@ -89,6 +92,7 @@ class ReactionModel:
     cell_bcl: float | None = None
     param_choices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     kind: str = "cardiac"
+    currents: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def n_states(self) -> int:
@@ -158,6 +162,7 @@ class ReactionModel:
         return {
             "name": self.name,
             "kind": self.kind,
+            "currents": dict(self.currents),
             "description": self.description,
             "provenance": self.provenance,
             "source": self.source,

@@ -70,6 +70,18 @@ def _choices(var, source: str) -> dict[str, float] | None:
     return out
 
 
+def _currents(text: str, param_names: list[str], source: str) -> dict[str, str]:
+    """Parse ``twin_currents: IKr = G_Kr, ICaL = G_CaL`` (current -> conductance parameter)."""
+    out: dict[str, str] = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        current, sep, param = (x.strip() for x in item.partition("="))
+        if not sep or param not in param_names:
+            raise ModelError(f"{source}: twin_currents entry {item!r} must read 'CURRENT = PARAMETER' with a "
+                             f"parameter of the model")
+        out[current] = param
+    return out
+
+
 def _short_names(qnames: list[str]) -> list[str]:
     """``component.name`` -> ``name`` where that is unambiguous, else the qualified name."""
     tails = [q.rsplit(".", 1)[-1] for q in qnames]
@@ -120,6 +132,7 @@ def _load(path: str, mtime: float) -> ReactionModel:
         cell_bcl=bcl,
         param_choices=choices,
         kind=kind,
+        currents=_currents(meta.get("twin_currents", ""), param_names, Path(path).name),
     )
     logger.debug("model %s prepared in %.2f s (%s)", name, time.perf_counter() - t0, gen.timings)
     return model

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..errors import DivergenceError, OutputError
+from ..errors import DivergenceError, OutputError, SolverError
 from ..io.checkpoint import load_checkpoint, save_checkpoint
 from ..io.output import RunFolder
 from ..jit import threading_layer
@@ -49,6 +49,13 @@ class Result:
         Final simulated time [ms].
     probe_header, probe_rows
         Probe traces (time [ms] first).
+    repolarisation, apd
+        ``(n,)`` last repolarisation time and APD per node [ms] (with ``repolarisation`` in
+        ``outputs.maps``), NaN where a node did not repolarise.
+    ecg
+        ``time`` [ms] and one pseudo-ECG trace per lead [mV] (with ``outputs.ecg``).
+    reentry
+        The reentry detector's findings (with ``outputs.reentry``).
     summary
         Provenance, timings and metrics (also written as ``summary.json``).
     """
@@ -59,6 +66,10 @@ class Result:
     probe_header: list[str]
     probe_rows: np.ndarray
     summary: dict[str, Any] = field(default_factory=dict)
+    repolarisation: np.ndarray | None = None
+    apd: np.ndarray | None = None
+    ecg: dict[str, np.ndarray] | None = None
+    reentry: dict[str, Any] | None = None
 
 
 def versions() -> dict[str, str]:
@@ -104,11 +115,18 @@ class Simulation:
         Where outputs go, or ``None`` to keep results in memory only.
     progress
         Called as ``progress(fraction_done, simulated_time_ms)`` about 100 times a run.
+    initial_states
+        ``(n_states, n_nodes)`` state at t = 0 (e.g. pre-paced, or an arm's shared start);
+        default: the model's initial values everywhere.
     """
 
     def __init__(self, problem: Problem, folder: RunFolder | None = None,
-                 progress: ProgressCallback | None = None) -> None:
+                 progress: ProgressCallback | None = None, initial_states: np.ndarray | None = None) -> None:
         self.problem = problem
+        if initial_states is not None and initial_states.shape != (problem.model.n_states, problem.n_nodes):
+            raise SolverError(f"initial states have shape {initial_states.shape}, expected "
+                              f"{(problem.model.n_states, problem.n_nodes)} (states, nodes)")
+        self.initial_states = initial_states
         self.folder = folder
         self.progress = progress
         solver = problem.case.spec.solver
@@ -148,7 +166,8 @@ class Simulation:
         dt = self.dt
         compile_time = self._compile()
 
-        states = model.initial_states(n)
+        states = (np.ascontiguousarray(self.initial_states, dtype=np.float64).copy()
+                  if self.initial_states is not None else model.initial_states(n))
         v = states[vm_row]                       # zero-copy view: diffusion updates it in place
         v_prev = v.copy()
         activation = ActivationMap(n, p.activation_threshold)
@@ -281,8 +300,8 @@ class Simulation:
             "mesh": {"hash": p.mesh_hash, "nodes": p.mesh.n_points, "tetrahedra": p.mesh.n_tets,
                      "regions": [int(t) for t in p.tags]},
             "model": {"name": p.model.name, "provenance": p.model.provenance,
-                      "parameters": {str(int(tag)): dict(zip(p.model.param_names, map(float, row)))
-                                     for tag, row in zip(p.tags, p.params)}},
+                      "parameter_rows": [dict(zip(p.model.param_names, map(float, row))) for row in p.params],
+                      "nodes_per_row": np.bincount(p.node_region, minlength=len(p.params)).tolist()},
             "versions": versions(),
             "machine": {"platform": platform.platform(), "threads": numba.get_num_threads(),
                         "threading_layer": threading_layer()},
