@@ -1,0 +1,1 @@
+"""Reports: the HTML comparison report and its figures."""
