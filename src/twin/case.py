@@ -362,14 +362,38 @@ class ActivationSpec(_Strict):
     threshold: Potential | None = None
 
 
+class RepolarisationSpec(_Strict):
+    """Repolarisation map: APD at ``apd_percent`` % repolarisation per node and beat, or at a fixed level."""
+
+    apd_percent: float | None = Field(90.0, gt=0, lt=100)
+    threshold: Potential | None = None
+
+
+class ECGSpec(_Strict):
+    """Pseudo-ECG: electrodes (``standard`` 12-lead placement around the mesh, or named points)."""
+
+    electrodes: Literal["standard"] | dict[str, Vector3] = "standard"
+    sigma_bath: Conductivity = Field(0.2, gt=0)
+    lead: str | None = Field(None, description="lead for QRS and QT (default II, else the first)")
+
+
+class ReentrySpec(_Strict):
+    """Reentry detection: activity lasting ``min_duration`` after the end of the last stimulus."""
+
+    min_duration: Time = Field(300.0, gt=0)
+
+
 class OutputSpec(_Strict):
     """``outputs:`` folder, time series, derived maps, probes and checkpoints."""
 
     folder: str | None = None
     fields: list[str] = Field(default_factory=lambda: ["Vm"])
     interval: Time = Field(1.0, ge=0)
-    maps: list[Literal["activation"]] = Field(default_factory=lambda: ["activation"])
+    maps: list[Literal["activation", "repolarisation"]] = Field(default_factory=lambda: ["activation"])
     activation: ActivationSpec = ActivationSpec()
+    repolarisation: RepolarisationSpec = RepolarisationSpec()
+    ecg: ECGSpec | None = None
+    reentry: ReentrySpec | None = None
     probes: dict[str, Vector3] = Field(default_factory=dict)
     checkpoint_interval: Time = Field(0.0, ge=0)
 

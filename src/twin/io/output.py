@@ -28,7 +28,7 @@ ACTIVATION = "activation.vtu"
 PROBES = "probes.csv"
 SUMMARY = "summary.json"
 CHECKPOINT = "checkpoint.h5"
-OWN_FILES = (PVD, ACTIVATION, PROBES, SUMMARY, CHECKPOINT)
+OWN_FILES = (PVD, ACTIVATION, PROBES, SUMMARY, CHECKPOINT, "ecg.csv")
 
 
 class RunFolder:
@@ -106,12 +106,22 @@ class RunFolder:
         """Forget frames after ``time`` [ms] (resuming from an earlier checkpoint)."""
         self.series.truncate(time)
 
-    def write_activation(self, points: np.ndarray, tets: np.ndarray, activation: np.ndarray,
+    def write_activation(self, points: np.ndarray, tets: np.ndarray, maps: Mapping[str, np.ndarray],
                          cell_data: Mapping[str, np.ndarray]) -> Path:
-        """Write the activation-time map [ms] (NaN where a node never activated)."""
+        """Write the derived maps [ms] (activation time, repolarisation, APD; NaN where undefined)."""
         path = self.folder / ACTIVATION
-        write_vtu(path, points, tets, point_data={"activation_time": activation},
-                  cell_data=cell_data)
+        write_vtu(path, points, tets, point_data=dict(maps), cell_data=cell_data)
+        return path
+
+    def write_table(self, name: str, header: Sequence[str], rows: np.ndarray) -> Path:
+        """Write a CSV table (e.g. ``ecg.csv``) atomically."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(header)
+        for row in rows:
+            w.writerow([f"{x:.9g}" for x in row])
+        path = self.folder / name
+        write_text(path, buf.getvalue())
         return path
 
     def write_probes(self, header: Sequence[str], rows: np.ndarray) -> Path:

@@ -59,6 +59,8 @@ class Problem:
         regions, conductivity), so a clinician sees the substrate next to the result.
     excitable
         ``(n,)`` bool: False for nodes inside dense scar (no stimulus reaches them).
+    sigma
+        ``(m, 3, 3)`` element conductivity tensors [S/m] (for the pseudo-ECG).
     timings
         Seconds spent per setup stage.
     """
@@ -79,6 +81,7 @@ class Problem:
     activation_threshold: float
     cell_fields: dict[str, np.ndarray] = field(default_factory=dict)
     excitable: np.ndarray | None = None
+    sigma: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -272,7 +275,7 @@ def build_problem(case: Case) -> Problem:
                    stiffness=stiffness, mass=mass, stimuli=stimuli, probe_names=names,
                    probe_nodes=probe_nodes, probe_weights=probe_weights,
                    activation_threshold=model.activation_threshold if threshold is None else threshold,
-                   cell_fields=cell_fields, excitable=live, timings=timings)
+                   cell_fields=cell_fields, excitable=live, sigma=sigma, timings=timings)
 
 
 def _named_regions(case: Case, mesh: TetMesh) -> list[Selection]:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..errors import DivergenceError, OutputError, SolverError
+from ..errors import DivergenceError, OutputError, SolverError, TwinError
 from ..io.checkpoint import load_checkpoint, save_checkpoint
 from ..io.output import RunFolder
 from ..jit import threading_layer
@@ -95,6 +95,15 @@ def case_fingerprint(problem: Problem) -> str:
     resolved["solver"].pop("end_time", None)
     text = json.dumps(resolved, sort_keys=True) + problem.mesh_hash
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _or_none(measure: Callable[[], float]) -> float | None:
+    """A measurement that may not exist (no QRS in a run without activation...): None then."""
+    try:
+        value = float(measure())
+    except (ValueError, IndexError, TwinError):
+        return None
+    return value if np.isfinite(value) else None
 
 
 def _check_finite(v: np.ndarray, t: float, step: int) -> None:
@@ -172,6 +181,9 @@ class Simulation:
         v_prev = v.copy()
         activation = ActivationMap(n, p.activation_threshold)
         probes = ProbeRecorder(p.probe_names, p.probe_nodes, p.probe_weights, self.n_steps + 1)
+        repol, ecg, reentry = self._make_observers()
+        updaters = [o for o in (repol, reentry) if o is not None]
+        self._extra = [o for o in (repol, ecg, reentry) if o is not None]
         stimuli = StimulusSet(p.stimuli, n)
         region = p.node_region
         params = p.params
@@ -191,6 +203,8 @@ class Simulation:
         elif self.folder is not None and out_every:
             self._write_frame(0, 0.0, states, field_rows)
         probes.record(start_step, start_step * dt, v)
+        if ecg is not None:
+            ecg.record(start_step, start_step * dt, v)
 
         timers = {"reaction": 0.0, "diffusion": 0.0, "observers": 0.0, "output": 0.0}
         report_every = max(1, self.n_steps // 100)
@@ -214,6 +228,10 @@ class Simulation:
                 _check_finite(v, t + dt, step + 1)
             c3 = clock()
             activation.update(v_prev, v, t, dt)
+            for obs in updaters:
+                obs.update(v_prev, v, t, dt)
+            if ecg is not None:
+                ecg.record(step + 1, t + dt, v)
             v_prev[:] = v
             probes.record(step + 1, t + dt, v)
             c4 = clock()
@@ -235,11 +253,18 @@ class Simulation:
         header, rows = probes.table()
         summary = self._summary(compile_time, solve_time, timers, activation, self.n_steps - start_step,
                                 end_time)
+        extra = self._finish_observers(summary, repol, ecg, reentry)
         if self.folder is not None:
             cells = dict(p.cell_fields)
+            maps = {"activation_time": activation.times}
+            if repol is not None:
+                maps.update(repolarisation_time=repol.repolarisation, apd=repol.apd)
             files = {"series": str(self.folder.series.path.name) if out_every else None,
                      "activation": self.folder.write_activation(p.mesh.points, p.mesh.tets,
-                                                                activation.times, cells).name}
+                                                                maps, cells).name}
+            if ecg is not None:
+                header, table = ecg.table()
+                files["ecg"] = self.folder.write_table("ecg.csv", header, table).name
             if header[1:]:
                 files["probes"] = self.folder.write_probes(header, rows).name
             summary["timings_s"]["final_output"] = clock() - t_out
@@ -249,7 +274,61 @@ class Simulation:
                 # a final checkpoint lets a later run extend this one to a longer end_time
                 self._checkpoint(self.n_steps, states, v_prev, activation, probes, fingerprint)
         return Result(activation=activation.times, states=states, time=end_time, probe_header=header,
-                      probe_rows=rows, summary=summary)
+                      probe_rows=rows, summary=summary, **extra)
+
+    # ------------------------------------------------------------------ observers
+    def _make_observers(self) -> tuple[Any, Any, Any]:
+        """The optional observers the case asks for: repolarisation map, pseudo-ECG, reentry detector."""
+        p = self.problem
+        out = p.case.spec.outputs
+        n = p.n_nodes
+        repol = ecg = reentry = None
+        if "repolarisation" in out.maps:
+            from ..observers.repolarisation import RepolarisationMap
+
+            level = out.repolarisation.threshold
+            repol = RepolarisationMap(n, p.activation_threshold if level is None else level,
+                                      apd_percent=None if level is not None else out.repolarisation.apd_percent,
+                                      activation_threshold=p.activation_threshold)
+        if out.ecg is not None:
+            from ..observers.ecg import PseudoECG, standard_12_lead_positions
+
+            electrodes = (standard_12_lead_positions(p.mesh.points) if out.ecg.electrodes == "standard"
+                          else {k: list(v) for k, v in out.ecg.electrodes.items()})
+            assert p.sigma is not None
+            ecg = PseudoECG(p.mesh.points, p.mesh.tets, p.sigma, electrodes, out.ecg.sigma_bath,
+                            n_samples=self.n_steps + 1)
+        if out.reentry is not None:
+            from ..observers.reentry import ReentryDetector
+
+            last = max((s.start + (s.count - 1) * s.period + s.duration for s in p.stimuli), default=0.0)
+            reentry = ReentryDetector(n, p.activation_threshold, last, out.reentry.min_duration,
+                                      points=p.mesh.points, monitor=p.excitable)
+        return repol, ecg, reentry
+
+    def _finish_observers(self, summary: dict[str, Any], repol: Any, ecg: Any, reentry: Any) -> dict[str, Any]:
+        """Add the observers' results to ``summary``; return the extra :class:`Result` fields."""
+        extra: dict[str, Any] = {}
+        if repol is not None:
+            summary["repolarisation"] = repol.stats()
+            extra.update(repolarisation=repol.repolarisation, apd=repol.apd)
+        if ecg is not None:
+            from ..observers.ecg import qrs_duration, qt_interval
+
+            leads = ecg.leads()
+            wanted = self.problem.case.spec.outputs.ecg.lead
+            lead = wanted or ("II" if "II" in leads else next(iter(leads)))
+            if lead not in leads:
+                raise OutputError(f"outputs.ecg.lead: no lead '{lead}'; leads: {', '.join(leads)}")
+            t, _ = ecg.recorded()
+            qrs = _or_none(lambda: qrs_duration(t, leads[lead]))
+            qt = _or_none(lambda: qt_interval(t, leads[lead]))
+            summary["ecg"] = {"lead": lead, "qrs_ms": qrs, "qt_ms": qt, "electrodes": ecg.names}
+            extra["ecg"] = {"time": t, **leads}
+        if reentry is not None:
+            summary["reentry"] = reentry.summary()
+            extra["reentry"] = summary["reentry"]
+        return extra
 
     # ------------------------------------------------------------------ output
     def _write_frame(self, step: int, t: float, states: np.ndarray, field_rows: dict[str, int]) -> None:
@@ -263,7 +342,8 @@ class Simulation:
         assert self.folder is not None
         save_checkpoint(self.folder.checkpoint_path,
                         {"states": states, "v_prev": v_prev, "activation": activation.times,
-                         "probe_times": probes.times[: step + 1], "probe_values": probes.values[: step + 1]},
+                         "probe_times": probes.times[: step + 1], "probe_values": probes.values[: step + 1],
+                         **{k: v for o in self._extra for k, v in o.checkpoint_arrays().items()}},
                         {"step": step, "time": step * self.dt, "dt": self.dt, "fingerprint": fingerprint,
                          "mesh_hash": self.problem.mesh_hash})
         logger.info("checkpoint at t = %g ms", step * self.dt)
@@ -285,6 +365,14 @@ class Simulation:
         k = len(arrays["probe_times"])
         probes.times[:k] = arrays["probe_times"]
         probes.values[:k] = arrays["probe_values"]
+        for obs in self._extra:
+            own = obs.checkpoint_arrays()
+            missing = [key for key in own if key not in arrays]
+            if missing:
+                raise OutputError(f"cannot resume: the checkpoint has no {missing[0]} (outputs.maps, ecg or "
+                                  "reentry were added after it was written; rerun with --overwrite)")
+            # a run extended to a later end_time has longer records: copy what was recorded
+            obs.restore({key: arrays[key][: len(own[key])] if arrays[key].ndim else arrays[key] for key in own})
         self.folder.truncate_series(step * self.dt)
         logger.info("resuming from the checkpoint at t = %g ms (step %d)", step * self.dt, step)
         return step
