@@ -220,9 +220,16 @@ class PseudoECG:
 
     def leads(self, definitions: Sequence[str] | Mapping[str, Mapping[str, float]] | None = None
               ) -> dict[str, np.ndarray]:
-        """Lead signals [mV] over the recorded rows; see :func:`form_leads`."""
+        """Lead signals [mV] over the recorded rows; see :func:`form_leads`.
+
+        With ``definitions=None`` and electrodes from which no standard lead can be
+        formed (no RA/LA/LL), each electrode is returned as a unipolar lead: the
+        pseudo-ECG potentials are already referred to infinity.
+        """
         _, values = self.recorded()
-        return form_leads({k: values[:, i] for i, k in enumerate(self.names)}, definitions)
+        potentials = {k: values[:, i] for i, k in enumerate(self.names)}
+        leads = form_leads(potentials, definitions)
+        return leads if leads or definitions is not None else potentials
 
     def table(self, definitions: Sequence[str] | Mapping[str, Mapping[str, float]] | None = None
               ) -> tuple[list[str], np.ndarray]:
@@ -233,6 +240,8 @@ class PseudoECG:
         """
         times, values = self.recorded()
         leads = self.leads(definitions)
+        if definitions is None and list(leads) == self.names:
+            leads = {}                      # unipolar fallback: the same numbers as the electrode columns
         header = ["time_ms"] + [f"phi_{k}" for k in self.names] + list(leads)
         return header, np.column_stack([times, values, *leads.values()])
 

@@ -17,9 +17,9 @@ by the last stimulus itself produces late activations while it spreads; it is
   intervals (late activations − 1) — the rotations a typical node went through
   after the paced wave;
 * **exit sites**: a late activation that follows a *quiescent gap* — no
-  activation at any monitored node during the preceding ``quiescent_gap`` ms —
-  starts a new late cycle, and its node (the earliest one of that step) is the
-  cycle's exit site.  This finds where activity re-emerges after a silent
+  activation at any monitored node, and no stimulus, during the preceding
+  ``quiescent_gap`` ms — starts a new late cycle, and its node (the earliest one
+  of that step) is the cycle's exit site.  This finds where activity re-emerges after a silent
   interval: focal or triggered activity, or reentry through a channel whose nodes
   are left out of ``monitor`` (e.g. monitor healthy myocardium only, so the
   slow isthmus activity does not count as activity and the exit into healthy
@@ -50,9 +50,9 @@ def update_reentry(v_old, v_new, t_old, dt, threshold, t_after, quiescent_gap, m
     ``ring[i, count[i] % K]`` and ``count[i] += 1``.
 
     Then (serial, O(1) unless a cycle starts): with ``t_min`` the earliest
-    crossing of the step at a monitored node, if ``t_min ≥ t_after`` and
-    ``t_min − last[0] ≥ quiescent_gap`` a late cycle starts; its time and node
-    go to ``exit_time``/``exit_node`` (while there is room) and ``n_exits[0] += 1``.
+    crossing of the step at a monitored node, if
+    ``t_min − max(last[0], t_after) ≥ quiescent_gap`` a late cycle starts; its
+    time and node go to ``exit_time``/``exit_node`` (while there is room) and ``n_exits[0] += 1``.
     ``last[0]`` is the latest crossing at a monitored node (any time), ``last[1]``
     the latest late crossing at any node.
     """
@@ -76,7 +76,9 @@ def update_reentry(v_old, v_new, t_old, dt, threshold, t_after, quiescent_gap, m
     if t_late > last[1]:
         last[1] = t_late
     if t_min < np.inf:
-        if t_min >= t_after and t_min - last[0] >= quiescent_gap:
+        # The stimulus counts as activity until it ends, so that the paced wave
+        # (its upstrokes may lag the end of a short pulse) is never an exit.
+        if t_min - max(last[0], t_after) >= quiescent_gap:
             # The exit node is the monitored node with the step's earliest crossing.
             # It is found by a serial rescan (same arithmetic, so the same t*) only on
             # the rare steps that open a cycle, rather than storing every node's t*
@@ -161,8 +163,9 @@ class ReentryDetector:
 
     def update(self, v_old: np.ndarray, v_new: np.ndarray, t_old: float, dt: float) -> None:
         """Advance over the step ``t_old → t_old + dt`` [ms] with V before and after [mV]."""
-        update_reentry(v_old, v_new, t_old, dt, self.threshold, self.last_stimulus_end, self.quiescent_gap,
-                       self.monitor, self.ring, self.count, self._last, self.exit_time,
+        # float() so an int time does not compile a second specialisation
+        update_reentry(v_old, v_new, float(t_old), float(dt), self.threshold, self.last_stimulus_end,
+                       self.quiescent_gap, self.monitor, self.ring, self.count, self._last, self.exit_time,
                        self.exit_node, self._n_exits)
 
     # ----------------------------------------------------------------- results

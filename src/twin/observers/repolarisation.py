@@ -143,7 +143,8 @@ class RepolarisationMap:
 
     def update(self, v_old: np.ndarray, v_new: np.ndarray, t_old: float, dt: float) -> None:
         """Advance over the step ``t_old → t_old + dt`` [ms] with V before and after [mV]."""
-        update_repolarisation(v_old, v_new, t_old, dt, self.threshold, self.activation_threshold,
+        # float() so an int time does not compile a second specialisation
+        update_repolarisation(v_old, v_new, float(t_old), float(dt), self.threshold, self.activation_threshold,
                               self._use_apd, self._fraction, self.activation, self.repolarisation, self.apd,
                               self._beat, self._vmin, self.peak, self.rest)
 
