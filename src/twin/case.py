@@ -78,11 +78,16 @@ class Strength(_Strict):
 
 # --------------------------------------------------------------------------- sections
 MESH_UNITS = ("auto", "um", "mm", "cm", "m")
-MESH_GENERATORS = ("box",)
+MESH_GENERATORS = ("box", "lv", "biv")
 
 
 class MeshSpec(_Strict):
-    """``mesh:`` either a ``file`` or a ``generator`` with its parameters."""
+    """``mesh:`` either a ``file`` or a ``generator`` with its parameters.
+
+    ``box`` takes ``size`` and ``spacing``; ``lv`` (truncated ellipsoid) and ``biv``
+    (biventricle) take ``resolution`` and optional ``geometry`` keys (radii [mm]...; see
+    ``twin mesh generate --help``).
+    """
 
     file: str | None = None
     unit: Literal["auto", "um", "mm", "cm", "m"] = "auto"
@@ -91,14 +96,21 @@ class MeshSpec(_Strict):
     generator: str | None = None
     size: Vector3 | None = None
     spacing: Length | None = None
+    resolution: Length | None = None
+    geometry: dict[str, float | list[float] | bool] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _one_source(self) -> "MeshSpec":
         if (self.file is None) == (self.generator is None):
-            raise ValueError("give exactly one of 'file' (a mesh file) or 'generator' (e.g. 'box')")
-        if self.generator is not None:
-            if self.generator not in MESH_GENERATORS:
-                raise ValueError(_unknown("generator", self.generator, MESH_GENERATORS))
+            raise ValueError("give exactly one of 'file' (a mesh file) or 'generator' (box, lv or biv)")
+        if self.generator is None:
+            if any(v is not None for v in (self.size, self.spacing, self.resolution)) or self.geometry:
+                raise ValueError("'size', 'spacing', 'resolution' and 'geometry' belong to a generator, "
+                                 "not to a mesh file")
+            return self
+        if self.generator not in MESH_GENERATORS:
+            raise ValueError(_unknown("generator", self.generator, MESH_GENERATORS))
+        if self.generator == "box":
             if self.size is None or self.spacing is None:
                 raise ValueError("the 'box' generator needs 'size' [mm] (3 numbers) and 'spacing' [mm]")
             if min(self.size) <= 0 or self.spacing <= 0:
@@ -107,22 +119,57 @@ class MeshSpec(_Strict):
             if self.spacing > min(self.size):
                 raise ValueError(f"spacing {self.spacing} mm is larger than the smallest box side "
                                  f"{min(self.size)} mm")
-        elif self.size is not None or self.spacing is not None:
-            raise ValueError("'size' and 'spacing' belong to a generator, not to a mesh file")
+            if self.resolution is not None or self.geometry:
+                raise ValueError("the 'box' generator takes 'size' and 'spacing', not 'resolution'/'geometry'")
+        else:
+            if self.resolution is None or self.resolution <= 0:
+                raise ValueError(f"the '{self.generator}' generator needs 'resolution' > 0 [mm] (element size)")
+            if self.size is not None or self.spacing is not None:
+                raise ValueError(f"the '{self.generator}' generator takes 'resolution' and 'geometry', "
+                                 "not 'size'/'spacing'")
+            from .mesh.anatomy import biv_ellipsoids, lv_ellipsoid
+
+            import inspect
+
+            func = lv_ellipsoid if self.generator == "lv" else biv_ellipsoids
+            allowed = [k for k in inspect.signature(func).parameters if k not in ("resolution", "max_tets")]
+            for key in self.geometry:
+                if key not in allowed:
+                    raise ValueError(_unknown(f"geometry key of the '{self.generator}' generator", key, allowed))
         return self
 
 
 class FibreSpec(_Strict):
-    """``tissue.fibres:`` where fibre directions come from."""
+    """``tissue.fibres:`` where fibre directions come from.
 
-    source: Literal["auto", "mesh", "uniform"] = "auto"
+    ``auto``: the mesh's own fibres, else rule-based (``ldrb``) on a mesh with endo/epi/base
+    surfaces; ``mesh``: the mesh's fibres; ``uniform``: ``direction`` everywhere; ``ldrb``:
+    the Laplace–Dirichlet rule-based method (Bayer et al. 2012) with helix angles
+    ``alpha_*`` and transverse angles ``beta_*`` [degrees] from endocardium to epicardium.
+    """
+
+    source: Literal["auto", "mesh", "uniform", "ldrb"] = "auto"
     direction: Direction = (1.0, 0.0, 0.0)
+    alpha_endo: float = Field(60.0, ge=-90, le=90)
+    alpha_epi: float = Field(-60.0, ge=-90, le=90)
+    beta_endo: float = Field(0.0, ge=-90, le=90)
+    beta_epi: float = Field(0.0, ge=-90, le=90)
+    alpha_septum: float | None = Field(None, ge=-90, le=90)
+    beta_septum: float | None = Field(None, ge=-90, le=90)
+    alpha_endo_rv: float | None = Field(None, ge=-90, le=90)
+    alpha_epi_rv: float | None = Field(None, ge=-90, le=90)
 
     @model_validator(mode="after")
     def _nonzero(self) -> "FibreSpec":
         if math.hypot(*self.direction) == 0.0:
             raise ValueError("fibre direction must not be the zero vector")
         return self
+
+    def ldrb_options(self) -> dict[str, float]:
+        """Keyword arguments of :func:`twin.mesh.fibres.ldrb`."""
+        keys = ("alpha_endo", "alpha_epi", "beta_endo", "beta_epi", "alpha_septum", "beta_septum",
+                "alpha_endo_rv", "alpha_epi_rv")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 
 class ConductivityOverride(_Strict):
@@ -455,6 +502,39 @@ class ArmSpec(_Strict):
     regions: list[NamedRegion] = Field(default_factory=list)
 
 
+class CouplingSpec(_Strict):
+    start: Time = Field(350.0, gt=0)
+    step: Time = Field(20.0, gt=0)
+    min: Time = Field(150.0, gt=0)
+
+
+class S1Spec(_Strict):
+    bcl: Time = Field(600.0, gt=0)
+    count: int = Field(4, ge=1)
+
+
+class InducibilitySpec(_Strict):
+    """Programmed electrical stimulation: from each site, an S1 train then extrastimuli S2… with
+    shortening coupling intervals until loss of capture; inducible when activity outlasts the
+    last stimulus by ``observe``."""
+
+    sites: dict[str, Vector3] = Field(min_length=1)
+    radius: Length = Field(1.5, gt=0)
+    strength: Annotated[Strength, BeforeValidator(_strength)] = Field(
+        default_factory=lambda: Strength(kind="current_density", value=50.0))
+    duration: Time = Field(2.0, gt=0)
+    s1: S1Spec = S1Spec()
+    extrastimuli: int = Field(2, ge=1, le=3)
+    coupling: CouplingSpec = CouplingSpec()
+    observe: Time = Field(500.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "InducibilitySpec":
+        if self.coupling.min > self.coupling.start:
+            raise ValueError(f"coupling min {self.coupling.min} ms is above its start {self.coupling.start} ms")
+        return self
+
+
 class PrepaceSpec(_Strict):
     """Single-cell pre-pacing of every parameter set before the tissue run (0 beats = off)."""
 
@@ -475,6 +555,7 @@ class CaseSpec(_Strict):
     solver: SolverSpec = SolverSpec()
     outputs: OutputSpec = OutputSpec()
     prepace: PrepaceSpec = PrepaceSpec()
+    inducibility: InducibilitySpec | None = None
     arms: list[ArmSpec] = Field(default_factory=list)
 
 
@@ -764,7 +845,7 @@ def _check_semantics(case: Case) -> None:
             raise case.error("mesh.file", f"mesh file not found: {path}")
     if s.tissue.fibres.source == "mesh" and s.mesh.generator is not None:
         raise case.error("tissue.fibres.source", "a generated mesh has no fibre field; use "
-                         "source: uniform with a direction")
+                         "source: uniform with a direction, or ldrb on lv/biv")
 
 
 def parse_parameter(value: float | str, default: float) -> float:

@@ -115,6 +115,20 @@ def _parser() -> argparse.ArgumentParser:
     mc.add_argument("--out-unit", default=None, choices=["um", "mm", "cm", "m"],
                     help="unit of the output (default: µm for CARP, mm otherwise)")
     mc.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    mg = mesub.add_parser("generate", help="generate test anatomy: lv, biv (gmsh) or slab, with fibres")
+    mg.add_argument("kind", choices=["lv", "biv", "slab"])
+    mg.add_argument("output", help="output file (.vtu, .msh...; .pts or no suffix for CARP)")
+    mg.add_argument("--resolution", type=float, default=1.0, help="element size [mm] for lv/biv (1.0)")
+    mg.add_argument("--geometry", action="append", default=[], metavar="KEY=VALUE",
+                    help="lv/biv geometry, e.g. --geometry r_short_epi=11 (radii [mm]; see the docs)")
+    mg.add_argument("--size", type=float, nargs=3, default=[10.0, 10.0, 2.0], metavar=("X", "Y", "Z"),
+                    help="slab size [mm]")
+    mg.add_argument("--spacing", type=float, default=0.5, help="slab spacing [mm]")
+    mg.add_argument("--fibres", choices=["ldrb", "none"], default="ldrb",
+                    help="rule-based fibres for lv/biv (slab fibres run along x)")
+    mg.add_argument("--alpha-endo", type=float, default=60.0, help="helix angle at the endocardium [deg]")
+    mg.add_argument("--alpha-epi", type=float, default=-60.0, help="helix angle at the epicardium [deg]")
+    mg.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     for sp in (me, *mesub.choices.values()):
         sp.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -385,11 +399,51 @@ def _cmd_mesh(args: argparse.Namespace, out: TextIO) -> int:
             return EXIT_OK
         _print_mesh_report(rep, args.file, out)
         return EXIT_OK
+    if args.mesh_command == "generate":
+        return _mesh_generate(args, out)
     from .mesh.convert import convert_mesh
 
     target = convert_mesh(args.input, args.output, unit=args.unit, out_unit=args.out_unit,
                           overwrite=args.overwrite)
     out.write(f"wrote {target}\n")
+    return EXIT_OK
+
+
+def _mesh_generate(args: argparse.Namespace, out: TextIO) -> int:
+    import yaml
+
+    from .mesh.convert import write_any
+    from .solver.setup import generate_mesh
+
+    geometry = {}
+    for item in args.geometry:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise TwinError(f"--geometry expects KEY=VALUE, got {item!r}")
+        geometry[key.strip()] = yaml.safe_load(value)
+    if args.kind == "slab":
+        mesh = generate_mesh("box", size=args.size, spacing=args.spacing)
+        mesh.regions[:] = 1
+    else:
+        import inspect
+
+        from .mesh.anatomy import biv_ellipsoids, lv_ellipsoid
+
+        func = lv_ellipsoid if args.kind == "lv" else biv_ellipsoids
+        allowed = [k for k in inspect.signature(func).parameters if k not in ("resolution", "max_tets")]
+        for key in geometry:
+            if key not in allowed:
+                raise TwinError(f"--geometry: unknown key '{key}' for {args.kind}; expected one of "
+                                f"{', '.join(allowed)}")
+        mesh = generate_mesh(args.kind, resolution=args.resolution, geometry=geometry)
+        if args.fibres == "ldrb":
+            from .mesh.fibres import with_ldrb_fibres
+
+            mesh = with_ldrb_fibres(mesh, alpha_endo=args.alpha_endo, alpha_epi=args.alpha_epi)
+    target = write_any(mesh, args.output, overwrite=args.overwrite)
+    out.write(f"wrote {target}: {mesh.n_points} nodes, {mesh.n_tets} tetrahedra"
+              + (f", surfaces {', '.join(k[8:] for k in mesh.point_data if k.startswith('surface_'))}"
+                 if any(k.startswith("surface_") for k in mesh.point_data) else "") + "\n")
     return EXIT_OK
 
 

@@ -101,6 +101,14 @@ def run_arm(task: ArmTask) -> dict[str, Any]:
     t0 = time.perf_counter()
     result = Simulation(problem, RunFolder(folder, overwrite=True), initial_states=initial).run()
     metrics = run_metrics(problem, result)
+    if arm.case.spec.inducibility is not None:
+        from .pes import inducibility
+
+        pes = inducibility(arm.case, initial)
+        metrics.update(inducible=pes["inducible"], inducible_sites=pes["inducible_sites"],
+                       sites_tested=pes["sites_tested"], inducibility=pes["summary"],
+                       vt_cycle_length_ms=pes["vt_cycle_length_ms"], exit_site=pes["exit_site"],
+                       pes=pes["sites"])
     metrics.update(arm=arm.name, description=arm.description, fingerprint=fingerprint,
                    initial_state_sha256=state_digest(initial), wall_time_s=time.perf_counter() - t0,
                    drug_factors=arm.drug_factors, lesions=arm.lesions, changes=arm.changes)
@@ -218,6 +226,7 @@ METRICS = {
     "qrs_ms": ("QRS duration", "ms"),
     "qt_ms": ("QT interval", "ms"),
     "inducible": ("inducible", ""),
+    "inducible_sites": ("inducible sites", ""),
     "vt_cycle_length_ms": ("VT cycle length", "ms"),
 }
 

@@ -35,10 +35,24 @@ def convert_mesh(source: str | Path, target: str | Path, *, unit: str = "auto", 
     Path
         The written file (the ``.pts`` file for CARP).
     """
-    target = Path(target)
+    _check_target(Path(target), overwrite)
+    mesh = read_mesh(source, unit=unit)
+    if mesh.fibres is None:
+        logger.warning("%s has no fibres: the output has none either", Path(source).name)
+    written = write_any(mesh, target, out_unit=out_unit, overwrite=overwrite)
+    logger.info("converted %s (%d nodes, %d tetrahedra) to %s", Path(source).name, mesh.n_points,
+                mesh.n_tets, Path(target).name)
+    return written
+
+
+def _outputs(target: Path) -> tuple[bool, Path, list[Path]]:
     carp = target.suffix in CARP_SUFFIXES or target.suffix == ""
     base = target.with_suffix("") if carp else target
-    outputs = [base.with_suffix(s) for s in CARP_SUFFIXES] if carp else [target]
+    return carp, base, ([base.with_suffix(s) for s in CARP_SUFFIXES] if carp else [target])
+
+
+def _check_target(target: Path, overwrite: bool) -> None:
+    carp, _, outputs = _outputs(target)
     if not carp:
         import meshio
 
@@ -49,10 +63,16 @@ def convert_mesh(source: str | Path, target: str | Path, *, unit: str = "auto", 
     existing = [p for p in outputs if p.exists()]
     if existing and not overwrite:
         raise MeshError(f"{existing[0]} exists; pass --overwrite to replace it")
-    mesh = read_mesh(source, unit=unit)
+
+
+def write_any(mesh, target: str | Path, *, out_unit: str | None = None, overwrite: bool = False) -> Path:
+    """Write ``mesh`` [mm] to ``target`` in the format of its suffix, atomically; return the main file."""
+    from .io import UNIT_SCALE
+
+    target = Path(target)
+    _check_target(target, overwrite)
+    carp, base, _ = _outputs(target)
     out_unit = out_unit or ("um" if carp else "mm")
-    if mesh.fibres is None:
-        logger.warning("%s has no fibres: the output has none either", Path(source).name)
     # write into a temporary folder next to the target, then move: a failed write never leaves
     # half a mesh under the target's name
     folder = target.parent if str(target.parent) else Path(".")
@@ -62,8 +82,6 @@ def convert_mesh(source: str | Path, target: str | Path, *, unit: str = "auto", 
         if carp:
             write_carp(mesh, tmp_base, unit=out_unit)
         else:
-            from .io import UNIT_SCALE
-
             scaled = mesh if out_unit == "mm" else _scaled(mesh, 1.0 / UNIT_SCALE[out_unit])
             try:
                 write_mesh(scaled, tmp_base)
@@ -71,8 +89,6 @@ def convert_mesh(source: str | Path, target: str | Path, *, unit: str = "auto", 
                 raise MeshError(f"cannot write {target.name}: {exc}") from None
         for written in sorted(Path(tmp).iterdir()):
             os.replace(written, folder / written.name)
-    logger.info("converted %s (%d nodes, %d tetrahedra) to %s in %s", Path(source).name, mesh.n_points,
-                mesh.n_tets, target.name, out_unit)
     return base.with_suffix(".pts") if carp else target
 
 
@@ -82,4 +98,4 @@ def _scaled(mesh, factor: float):
     return replace(mesh, points=mesh.points * factor)
 
 
-__all__ = ["convert_mesh"]
+__all__ = ["convert_mesh", "write_any"]

@@ -89,15 +89,27 @@ class Problem:
         return self.mesh.n_points
 
 
+def generate_mesh(generator: str, *, size=None, spacing=None, resolution=None, geometry=None,
+                  direction=(1.0, 0.0, 0.0)) -> TetMesh:
+    """Build a generated mesh: ``box`` (size, spacing), ``lv`` or ``biv`` (resolution, geometry)."""
+    if generator == "box":
+        return box_mesh(tuple(size), spacing, fibre=tuple(direction))
+    from ..mesh.anatomy import biv_ellipsoids, lv_ellipsoid
+
+    func = lv_ellipsoid if generator == "lv" else biv_ellipsoids
+    return func(resolution, **dict(geometry or {}))
+
+
 def load_mesh(case: Case) -> TetMesh:
     """Read or generate the case's mesh, with the fibre field the case asks for."""
     spec = case.spec.mesh
     fibre_spec = case.spec.tissue.fibres
     direction = np.asarray(fibre_spec.direction, dtype=np.float64)
+    path = None
     if spec.generator is not None:
-        assert spec.size is not None and spec.spacing is not None
         try:
-            mesh = box_mesh(tuple(spec.size), spec.spacing, fibre=tuple(direction))
+            mesh = generate_mesh(spec.generator, size=spec.size, spacing=spec.spacing, resolution=spec.resolution,
+                                 geometry=spec.geometry, direction=direction)
         except MeshError as exc:
             raise case.error("mesh", str(exc)) from None
     else:
@@ -112,15 +124,24 @@ def load_mesh(case: Case) -> TetMesh:
             guess, _ = guess_unit(mesh.points / UNIT_SCALE[read_as], mesh.tets)
             raise case.error("mesh.unit", f"the mesh {path.name} read in {read_as} cannot be tissue: {why}; "
                              f"its coordinates look like {guess} (set mesh.unit: {guess})")
-        source = fibre_spec.source
-        if source == "uniform":
-            mesh.fibres = np.ascontiguousarray(np.tile(direction / np.linalg.norm(direction),
-                                                       (mesh.n_tets, 1)))
-            mesh.sheets = None
-        elif mesh.fibres is None:
-            raise case.error("tissue.fibres.source",
-                             f"the mesh {path.name} has no fibre field; name it with mesh.fibres or "
-                             "set tissue.fibres.source: uniform with a direction")
+    source = fibre_spec.source
+    has_surfaces = "surface_epi" in mesh.point_data
+    if source == "uniform" and not (spec.generator == "box"):
+        mesh.fibres = np.ascontiguousarray(np.tile(direction / np.linalg.norm(direction), (mesh.n_tets, 1)))
+        mesh.sheets = None
+    elif source == "ldrb" or (source == "auto" and mesh.fibres is None and has_surfaces):
+        from ..mesh.fibres import with_ldrb_fibres
+
+        try:
+            mesh = with_ldrb_fibres(mesh, **fibre_spec.ldrb_options())
+        except MeshError as exc:
+            raise case.error("tissue.fibres.source", f"rule-based fibres: {exc}") from None
+        logger.info("rule-based fibres: helix %g° (endo) to %g° (epi)", fibre_spec.alpha_endo, fibre_spec.alpha_epi)
+    elif mesh.fibres is None:
+        name = path.name if path is not None else f"generated {spec.generator}"
+        raise case.error("tissue.fibres.source",
+                         f"the mesh {name} has no fibre field; name it with mesh.fibres, set "
+                         "tissue.fibres.source: uniform with a direction, or ldrb (needs endo/epi/base surfaces)")
     return mesh
 
 
