@@ -465,7 +465,7 @@ def qrs_duration(t: np.ndarray, signal: np.ndarray, *, fraction: float = 0.1, ma
 
 
 def t_wave_end(t: np.ndarray, signal: np.ndarray, *, fraction: float = 0.1, max_gap: float = 10.0,
-               baseline: float | None = None) -> float:
+               baseline: float | None = None, st_gap: float = 50.0) -> float:
     """End of the T wave by the tangent method [ms].
 
     The T wave is the largest deviation from the baseline after the QRS offset
@@ -481,6 +481,9 @@ def t_wave_end(t: np.ndarray, signal: np.ndarray, *, fraction: float = 0.1, max_
         QRS detection, as in :func:`qrs_onset_offset`.
     baseline
         Isoelectric level [mV]; default: the first sample.
+    st_gap
+        The T-wave apex is sought from this long after the QRS offset [ms]: in small
+        tissue preparations the QRS tail can outweigh a low T wave.
 
     Returns
     -------
@@ -491,7 +494,7 @@ def t_wave_end(t: np.ndarray, signal: np.ndarray, *, fraction: float = 0.1, max_
     s = np.asarray(signal, dtype=np.float64)
     _, offset = qrs_onset_offset(t, s, fraction=fraction, max_gap=max_gap, baseline=baseline)
     base = float(s[0]) if baseline is None else float(baseline)
-    after = np.flatnonzero(t > offset)
+    after = np.flatnonzero(t > offset + st_gap)
     if len(after) < 3:
         raise ObserverError("no samples after the QRS offset: the record ends before the T wave")
     apex = int(after[np.argmax(np.abs(s[after] - base))])

@@ -139,7 +139,7 @@ class VerifyReport:
         for c in self.checks:
             rule = (f"≤ {c.tolerance:g}" if c.kind == "max" else f"≥ {c.tolerance:g}" if c.kind == "min"
                     else f"{c.expected:g} ± {c.tolerance:g}")
-            lines.append(f"| {c.name} | {c.value:.4g} {c.unit} | {rule} | {'pass' if c.passed else 'FAIL'} |")
+            lines.append(f"| {_cell(c.name)} | {c.value:.4g} {c.unit} | {rule} | {'pass' if c.passed else 'FAIL'} |")
         for title, rows in self.tables.items():
             if not rows:
                 continue
@@ -155,4 +155,9 @@ class VerifyReport:
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.5g}"
-    return "" if v is None else str(v)
+    return "" if v is None else _cell(str(v))
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell (a '|' would end the cell)."""
+    return text.replace("|", "\\|")
