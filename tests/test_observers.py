@@ -182,6 +182,8 @@ def test_planar_wave_in_a_slab_qrs_spans_the_activation():
         u = tk - act
         ecg.record(k, tk, -85.0 + 115.0 * np.clip(u / upstroke, 0, 1) / (1.0 + np.exp((u - apd) / 8.0)))
     ahead, behind = ecg.electrode("ahead"), ecg.electrode("behind")
+    assert list(ecg.leads()) == ["ahead", "behind"]                 # no limb electrodes: unipolar leads
+    assert ecg.table()[0] == ["time_ms", "phi_ahead", "phi_behind"]
     for sig in (ahead, behind):
         assert qrs_duration(t, sig) == pytest.approx(12.0 / 0.6 + upstroke, abs=1.0)
         assert 300.0 < qt_interval(t, sig) < 340.0
@@ -401,6 +403,17 @@ def test_exit_sites_after_quiescence_of_monitored_nodes():
     assert [e["node"] for e in exits] == [12] * len(expected)
     assert [e["time_ms"] for e in exits] == pytest.approx(expected, abs=1e-9)
     assert exits[0]["xyz_mm"] == [12.0, 0.0, 0.0]
+    assert det.summary()["exit_site"] == exits[0] and det.summary()["exit_cycles"] == len(expected)
+
+
+def test_paced_wave_lagging_a_short_stimulus_is_not_an_exit():
+    """Upstrokes that cross the threshold just after the last stimulus ends belong to the paced wave."""
+    t = np.arange(0.0, 400.0 + 1e-9, 0.1)
+    starts = 0.5 + 0.7 * np.arange(10)           # first crossing at 0.5 + 1.6 > stimulus end 1 ms
+    traces = np.ascontiguousarray(np.stack([_ap(t, s) for s in starts]))
+    det = ReentryDetector(10, 0.0, last_stimulus_end=1.0, min_duration=200.0, quiescent_gap=5.0)
+    _run(det, traces, t)
+    assert det.exit_sites() == [] and det.count.tolist() == [1] * 10
 
 
 def test_single_beat_after_stimulus_is_not_sustained():

@@ -157,6 +157,15 @@ class Simulation:
         p.model.kernel(tiny, p.params, np.zeros(2, np.int32), np.zeros(2), self.dt, 1)
         self.diffusion.warm_up()
         ActivationMap(2, 0.0).update(np.zeros(2), np.zeros(2), 0.0, self.dt)
+        out = p.case.spec.outputs
+        if "repolarisation" in out.maps:
+            from ..observers.repolarisation import RepolarisationMap
+
+            RepolarisationMap(2, 0.0, apd_percent=90.0).update(np.zeros(2), np.zeros(2), 0.0, self.dt)
+        if out.reentry is not None:
+            from ..observers.reentry import ReentryDetector
+
+            ReentryDetector(2, 0.0, 0.0, 1.0).update(np.zeros(2), np.zeros(2), 0.0, self.dt)
         return time.perf_counter() - t0
 
     def _every(self, interval: float) -> int:
