@@ -113,27 +113,20 @@ class RunFolder:
         write_vtu(path, points, tets, point_data=dict(maps), cell_data=cell_data)
         return path
 
-    def write_table(self, name: str, header: Sequence[str], rows: np.ndarray) -> Path:
-        """Write a CSV table (e.g. ``ecg.csv``) atomically."""
+    def write_table(self, name: str, header: Sequence[str], rows: np.ndarray, digits: int = 9) -> Path:
+        """Write a CSV table (e.g. ``ecg.csv``) atomically, numbers with ``digits`` significant digits."""
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(header)
         for row in rows:
-            w.writerow([f"{x:.9g}" for x in row])
+            w.writerow([f"{x:.{digits}g}" for x in row])
         path = self.folder / name
         write_text(path, buf.getvalue())
         return path
 
     def write_probes(self, header: Sequence[str], rows: np.ndarray) -> Path:
         """Write probe traces as CSV (time [ms] then one column per probe [mV])."""
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(header)
-        for row in rows:
-            w.writerow([f"{x:.10g}" for x in row])
-        path = self.folder / PROBES
-        write_text(path, buf.getvalue())
-        return path
+        return self.write_table(PROBES, header, rows, digits=10)
 
     def write_summary(self, summary: Mapping) -> Path:
         path = self.folder / SUMMARY

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import TwinError
-from .report import VerifyReport
+from .report import VerifyReport, save_figure
 
 logger = logging.getLogger(__name__)
 
@@ -530,14 +530,6 @@ def _write_vtu(path: Path, r: MmsRun) -> None:
     write_vtu(path, r.points, r.tets, point_data=data)
 
 
-def _savefig(fig: Any, path: Path) -> str:
-    from ..io.atomic import atomic_write
-
-    fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120))
-    return path.name
-
-
 def _plot_space(path: Path, space: dict[int, list[MmsRun]]) -> str:
     # the object-oriented API renders with Agg and leaves pyplot's global state alone
     from matplotlib.figure import Figure
@@ -558,7 +550,7 @@ def _plot_space(path: Path, space: dict[int, list[MmsRun]]) -> str:
     ax.set_title("Pathmanathan & Gray 2014 monodomain problem, dt ∝ h²")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    return _savefig(fig, path)
+    return save_figure(fig, path)
 
 
 def _plot_time(path: Path, study: dict[str, tuple[list[int], list[float]]], args: argparse.Namespace) -> str:
@@ -578,7 +570,7 @@ def _plot_time(path: Path, study: dict[str, tuple[list[int], list[float]]], args
     ax.set_title(f"Temporal convergence, {args.time_dim}D, h = 1/{args.time_n}")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    return _savefig(fig, path)
+    return save_figure(fig, path)
 
 
 def _notes(args: argparse.Namespace) -> str:

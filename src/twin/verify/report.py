@@ -152,6 +152,15 @@ class VerifyReport:
         return "\n".join(lines) + "\n"
 
 
+def save_figure(fig: Any, path: Path) -> str:
+    """Write a matplotlib figure as PNG atomically; return the file name (for ``VerifyReport.files``)."""
+    from ..io.atomic import atomic_write
+
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120))
+    return path.name
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.5g}"

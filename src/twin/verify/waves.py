@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import TwinError
-from .report import VerifyReport
+from .report import VerifyReport, save_figure
 
 logger = logging.getLogger(__name__)
 
@@ -444,14 +444,6 @@ def _write_vtu(path: Path, r: WaveRun) -> None:
     write_vtu(path, r.points, r.tets, point_data=data)
 
 
-def _savefig(fig: Any, path: Path) -> str:
-    from ..io.atomic import atomic_write
-
-    fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120))
-    return path.name
-
-
 def _plot_errors(path: Path, runs: dict[str, list[WaveRun]]) -> str:
     # the object-oriented API renders with Agg and leaves pyplot's global state alone
     from matplotlib.figure import Figure
@@ -470,7 +462,7 @@ def _plot_errors(path: Path, runs: dict[str, list[WaveRun]]) -> str:
     ax.set_title("Front speed on tetrahedral slabs")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    return _savefig(fig, path)
+    return save_figure(fig, path)
 
 
 def _plot_profiles(path: Path, runs: dict[str, list[WaveRun]]) -> str:
@@ -494,7 +486,7 @@ def _plot_profiles(path: Path, runs: dict[str, list[WaveRun]]) -> str:
         ax.set_ylabel("u")
         ax.legend(fontsize=7)
     axes[-1].set_xlabel("x [mm]")
-    return _savefig(fig, path)
+    return save_figure(fig, path)
 
 
 def _notes(args: argparse.Namespace) -> str:
