@@ -29,7 +29,7 @@ def test_csr_matvec_and_pcg_against_scipy():
     sol = np.zeros(200)
     work = [np.zeros(200) for _ in range(4)]
     its = pcg(a.indptr.astype(np.int64), a.indices.astype(np.int32), a.data, 1 / a.diagonal(), b, sol,
-              1e-12, 500, *work, np.zeros(N_BLOCKS))
+              1e-12, 500, *work, np.zeros(3 * N_BLOCKS))
     assert its > 0
     assert np.allclose(sol, x, atol=1e-9)
 

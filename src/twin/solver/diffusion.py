@@ -110,7 +110,7 @@ class DiffusionStepper:
             raise SolverError(f"unknown diffusion method '{method}'")
         self._rhs = np.zeros(n)
         self._work = [np.zeros(n) for _ in range(4)]
-        self._partial = np.zeros(N_BLOCKS)
+        self._partial = np.zeros(3 * N_BLOCKS)
 
     def step(self, v: np.ndarray) -> int:
         """Advance ``v`` (length n, contiguous) by one step in place.

@@ -47,16 +47,85 @@ def blocked_dot(a, b, partial):  # pragma: no cover - JIT
 
 
 @njit(**PARALLEL)
-def _precond_residual(r, diag_inv, z):  # pragma: no cover - JIT
-    for i in prange(r.shape[0]):
-        z[i] = diag_inv[i] * r[i]
+def _residual_and_precond(b, x_in, indptr, indices, data, r, z, diag_inv, partial):  # pragma: no cover - JIT
+    """``r = b − A x``, ``z = D⁻¹ r``; returns (r·r, r·z, b·b) summed in fixed row blocks."""
+    n = b.shape[0]
+    nb = partial.shape[0] // 3
+    chunk = (n + nb - 1) // nb
+    for k in prange(nb):
+        rr = 0.0
+        rz = 0.0
+        bb = 0.0
+        for i in range(k * chunk, min(n, (k + 1) * chunk)):
+            s = 0.0
+            for j in range(indptr[i], indptr[i + 1]):
+                s += data[j] * x_in[indices[j]]
+            ri = b[i] - s
+            r[i] = ri
+            zi = diag_inv[i] * ri
+            z[i] = zi
+            rr += ri * ri
+            rz += ri * zi
+            bb += b[i] * b[i]
+        partial[k] = rr
+        partial[nb + k] = rz
+        partial[2 * nb + k] = bb
+    rr = 0.0
+    rz = 0.0
+    bb = 0.0
+    for k in range(nb):
+        rr += partial[k]
+        rz += partial[nb + k]
+        bb += partial[2 * nb + k]
+    return rr, rz, bb
 
 
 @njit(**PARALLEL)
-def _update_xr(x, r, p, q, alpha):  # pragma: no cover - JIT
-    for i in prange(x.shape[0]):
-        x[i] += alpha * p[i]
-        r[i] -= alpha * q[i]
+def _matvec_dot(indptr, indices, data, p, q, partial):  # pragma: no cover - JIT
+    """``q = A p`` and returns ``p·q``, fused in one pass over fixed row blocks."""
+    n = p.shape[0]
+    nb = partial.shape[0] // 3
+    chunk = (n + nb - 1) // nb
+    for k in prange(nb):
+        acc = 0.0
+        for i in range(k * chunk, min(n, (k + 1) * chunk)):
+            s = 0.0
+            for j in range(indptr[i], indptr[i + 1]):
+                s += data[j] * p[indices[j]]
+            q[i] = s
+            acc += p[i] * s
+        partial[k] = acc
+    total = 0.0
+    for k in range(nb):
+        total += partial[k]
+    return total
+
+
+@njit(**PARALLEL)
+def _update_precond(x, r, z, p, q, diag_inv, alpha, partial):  # pragma: no cover - JIT
+    """``x += αp``, ``r −= αq``, ``z = D⁻¹ r``; returns (r·r, r·z) over fixed row blocks."""
+    n = x.shape[0]
+    nb = partial.shape[0] // 3
+    chunk = (n + nb - 1) // nb
+    for k in prange(nb):
+        rr = 0.0
+        rz = 0.0
+        for i in range(k * chunk, min(n, (k + 1) * chunk)):
+            x[i] += alpha * p[i]
+            ri = r[i] - alpha * q[i]
+            r[i] = ri
+            zi = diag_inv[i] * ri
+            z[i] = zi
+            rr += ri * ri
+            rz += ri * zi
+        partial[k] = rr
+        partial[nb + k] = rz
+    rr = 0.0
+    rz = 0.0
+    for k in range(nb):
+        rr += partial[k]
+        rz += partial[nb + k]
+    return rr, rz
 
 
 @njit(**PARALLEL)
@@ -65,19 +134,13 @@ def _update_p(p, z, beta):  # pragma: no cover - JIT
         p[i] = z[i] + beta * p[i]
 
 
-@njit(**PARALLEL)
-def _residual(b, ax, r):  # pragma: no cover - JIT
-    for i in prange(b.shape[0]):
-        r[i] = b[i] - ax[i]
-
-
 @njit(**NJIT)
 def pcg(indptr, indices, data, diag_inv, b, x, tol, max_iter, r, z, p, q, partial):  # pragma: no cover
     """Solve ``A x = b`` (A symmetric positive definite, CSR) by Jacobi-PCG.
 
     ``x`` holds the initial guess on entry (warm start) and the solution on
     exit.  Stops when ``‖r‖₂ ≤ tol ‖b‖₂``.  ``r, z, p, q`` are work vectors of
-    length n and ``partial`` has :data:`N_BLOCKS` entries: nothing is allocated.
+    length n and ``partial`` has ``3 * N_BLOCKS`` entries: nothing is allocated.
 
     Returns
     -------
@@ -85,33 +148,26 @@ def pcg(indptr, indices, data, diag_inv, b, x, tol, max_iter, r, z, p, q, partia
         Iterations used, ``-1`` if ``max_iter`` was reached, ``-2`` when a
         non-finite value appeared (a NaN in ``b`` or a breakdown).
     """
-    csr_matvec(indptr, indices, data, x, q)
-    _residual(b, q, r)
-    b_norm2 = blocked_dot(b, b, partial)
+    # three parallel passes per iteration (mat-vec with p·q; update with r·r and r·z; new p):
+    # each pass ends in a barrier, and on a busy machine every barrier costs a descheduled thread
+    rr, rz, b_norm2 = _residual_and_precond(b, x, indptr, indices, data, r, z, diag_inv, partial)
     if not np.isfinite(b_norm2):
         return -2
     if b_norm2 == 0.0:
         b_norm2 = 1.0
     stop2 = tol * tol * b_norm2
-    rr = blocked_dot(r, r, partial)
     if rr <= stop2:
         return 0
-    _precond_residual(r, diag_inv, z)
     for i in range(p.shape[0]):
         p[i] = z[i]
-    rz = blocked_dot(r, z, partial)
     for it in range(1, max_iter + 1):
-        csr_matvec(indptr, indices, data, p, q)
-        pq = blocked_dot(p, q, partial)
+        pq = _matvec_dot(indptr, indices, data, p, q, partial)
         alpha = rz / pq
-        _update_xr(x, r, p, q, alpha)
-        rr = blocked_dot(r, r, partial)
+        rr, rz_new = _update_precond(x, r, z, p, q, diag_inv, alpha, partial)
         if rr <= stop2:
             return it
         if not np.isfinite(rr):
             return -2
-        _precond_residual(r, diag_inv, z)
-        rz_new = blocked_dot(r, z, partial)
         _update_p(p, z, rz_new / rz)
         rz = rz_new
     return -1
