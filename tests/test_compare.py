@@ -107,6 +107,9 @@ def test_compare_end_to_end(tmp_path, capsys):
     # every arm starts from the same (pre-paced) state
     assert len({a["initial_state_sha256"] for a in arms.values()}) == 1
     assert arms["slow"]["total_activation_time_ms"] > arms["base"]["total_activation_time_ms"] + 2
+    # halving sigma_l slows conduction along x by about sqrt(2)
+    ratio = arms["base"]["conduction_velocity_m_per_s"] / arms["slow"]["conduction_velocity_m_per_s"]
+    assert 1.2 < ratio < 1.6, ratio
     rows = list(csv.DictReader((out / "comparison.csv").open()))
     assert [r["arm"] for r in rows] == ["base", "slow", "lesion"]
     assert float(rows[1]["delta_total_activation_time_ms"]) == pytest.approx(

@@ -221,6 +221,7 @@ METRICS = {
     "fraction_activated": ("activated fraction", ""),
     "total_activation_time_ms": ("total activation time", "ms"),
     "mean_activation_time_ms": ("mean activation time", "ms"),
+    "conduction_velocity_m_per_s": ("conduction velocity (median)", "m/s"),
     "apd90_mean_ms": ("mean APD90", "ms"),
     "repolarisation_dispersion_ms": ("dispersion of repolarisation", "ms"),
     "qrs_ms": ("QRS duration", "ms"),
