@@ -58,6 +58,21 @@ def _trial_case(case: Case, site: list[float], pulses: list[float], end_time: fl
     return case_from_data(data, {}, source=f"{case.source} (PES)", base_dir=case.base_dir)
 
 
+def _captured(problem: Any, result: Any, site: list[float], radius: float, pulse_end: float,
+              window: float = 80.0) -> bool:
+    """Did the last pulse capture? Most live nodes in a shell 2–4 stimulus radii around the site
+    activate within ``window`` ms after it. Only the nodes near the site are asked: waves of
+    earlier beats still travelling elsewhere must not count as capture."""
+    d = np.linalg.norm(problem.mesh.points - np.asarray(site, dtype=float), axis=1)
+    live = problem.excitable if problem.excitable is not None else np.ones(problem.n_nodes, bool)
+    shell = live & (d > 2.0 * radius) & (d < 4.0 * radius)
+    if not shell.any():
+        shell = live & (d < 4.0 * radius)
+    late = result.late_activation[shell]
+    hit = np.isfinite(late) & (late <= pulse_end + window)
+    return bool(hit.mean() >= 0.5) if shell.any() else False
+
+
 def _run(case: Case, initial: np.ndarray) -> Any:
     from .solver.setup import build_problem
     from .solver.simulation import Simulation
@@ -92,9 +107,7 @@ def site_inducibility(case: Case, name: str, site: list[float], initial: np.ndar
             end = pulses[-1] + spec.duration + spec.observe + 50.0
             problem, res = _run(_trial_case(case, site, pulses, end, reentry_for=spec.observe), state)
             summary = res.reentry or {}
-            n_stim = int(problem.stimuli[-1].nodes.size)
-            live = int(problem.excitable.sum()) if problem.excitable is not None else problem.n_nodes
-            captured = summary.get("nodes_active_late", 0) >= max(3 * n_stim, 0.02 * live)
+            captured = _captured(problem, res, site, spec.radius, pulses[-1] + spec.duration)
             trials.append({"couplings_ms": couplings + [c], "captured": bool(captured),
                            "sustained": bool(summary.get("sustained"))})
             logger.info("PES site %s: couplings %s ms: %s", name, couplings + [c],

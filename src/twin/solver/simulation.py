@@ -56,6 +56,9 @@ class Result:
         ``time`` [ms] and one pseudo-ECG trace per lead [mV] (with ``outputs.ecg``).
     reentry
         The reentry detector's findings (with ``outputs.reentry``).
+    late_activation
+        ``(n,)`` earliest activation after the last stimulus ended that the reentry detector
+        still holds [ms], NaN where none (with ``outputs.reentry``).
     summary
         Provenance, timings and metrics (also written as ``summary.json``).
     """
@@ -70,6 +73,7 @@ class Result:
     apd: np.ndarray | None = None
     ecg: dict[str, np.ndarray] | None = None
     reentry: dict[str, Any] | None = None
+    late_activation: np.ndarray | None = None
 
 
 def versions() -> dict[str, str]:
@@ -337,6 +341,9 @@ class Simulation:
         if reentry is not None:
             summary["reentry"] = reentry.summary()
             extra["reentry"] = summary["reentry"]
+            ring = reentry.ring
+            has = np.isfinite(ring).any(axis=1)
+            extra["late_activation"] = np.where(has, np.nanmin(np.where(has[:, None], ring, 0.0), axis=1), np.nan)
         return extra
 
     # ------------------------------------------------------------------ output
