@@ -1,0 +1,165 @@
+"""Memory bandwidth: STREAM triad, CSR mat-vec and one PCG solve, in GB/s (1e9 B/s).
+
+``bench_triad[threads]``
+    ``a = b + s c`` over 3 × 2^23 float64 (3 × 64 MiB, beyond any cache here), Numba
+    ``prange``, best of the rounds; bytes = 24 per element (STREAM's count: read b, c,
+    write a; the write-allocate read of ``a`` is not counted, as in STREAM).
+
+``bench_matvec[matrix-threads]``
+    ``twin.solver.linalg.csr_matvec`` on the P1 stiffness of a box mesh, in the arrays
+    twin's diffusion stepper uses (int64 indptr, int32 indices, float64 data).
+    Bytes per call = 12 nnz + 8 (n+1) + 8 n (x read once) + 8 n (y written): the
+    compulsory traffic (see ``_common.matvec_bytes``; ``GBs_no_reuse`` counts one x
+    gather per nonzero instead).  ``GBs_per_triad_GBs`` is the fraction of the triad
+    bandwidth at the same thread count that the mat-vec reaches (target >= 0.6).
+    Matrices: ``niederer`` = the slab at dx 0.2 (58 176 nodes, 0.83 M nnz, ~10 MB: it fits
+    in the 32 MB L3 of the reference machine, so it can beat the DRAM triad);
+    ``box_8M`` = a 40 mm cube at 0.5 mm (531 441 nodes, 7.8 M nnz, 94 MB: from DRAM;
+    isotropic conductivity: only the sparsity pattern matters for the speed).
+
+``bench_pcg[threads]``
+    One Jacobi-PCG solve of the Niederer diffusion system (M + θ dt K/(χ Cm)) x = B v with
+    θ = 1/2, dt = 0.01 ms, tolerance 1e-8, warm-started from v, where v is a
+    depolarisation front (-85 mV to +20 mV, tanh over 0.5 mm at x = 5 mm) — what one
+    time step of the slab solves.  Bytes = (its + 1) mat-vecs + 136 n per iteration + 96 n
+    (``_common.pcg_bytes``).  Reported: ``iterations``, ``GBs``, ``GBs_per_triad_GBs``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import _common as C
+
+THREADS = [1, 2]
+
+
+def _threads_or_skip(threads: int) -> None:
+    if threads > C.max_threads():
+        pytest.skip(f"only {C.max_threads()} Numba threads here")
+
+
+@pytest.mark.ci
+@pytest.mark.parametrize("threads", THREADS, ids=lambda t: f"{t}thr")
+def bench_triad(measure, triad, threads):
+    _threads_or_skip(threads)
+    n = C.TRIAD_N
+    with C.numba_threads(threads):
+        a, b, c = C.triad_arrays(n)
+        best, median = measure.run(lambda: C.triad_once(a, b, c), rounds=12, warmup=2)
+    gbs = C.triad_bytes(n) / best / 1e9
+    # the session's reference bandwidth is the better of this and the fixture's own measurement
+    session = triad(threads)
+    if gbs > session["GBs"]:
+        session.update(GBs=gbs, best_s=best)
+    measure.report(threads, n=n, bytes=C.triad_bytes(n), GBs=gbs, GBs_median=C.triad_bytes(n) / median / 1e9,
+                   GBs_cpu_norm=C.triad_bytes(n) / (measure.cpu_seconds() / threads) / 1e9,
+                   session_triad_GBs=session["GBs"], summary_keys=["GBs_median", "GBs_cpu_norm", "cpu_use"])
+
+
+# --------------------------------------------------------------------------- matrices
+def _stiffness_arrays(kind: str):
+    from twin.fem.assembly import conductivity_tensors, stiffness_matrix
+    from twin.mesh.generate import box_mesh
+    from twin.solver.diffusion import _csr_arrays
+
+    if kind == "niederer":
+        from twin.verify.niederer import SLAB_SIZE, monodomain_conductivities
+
+        mesh = box_mesh(SLAB_SIZE, C.NIEDERER_DX)
+        sl, st = monodomain_conductivities()
+        k = stiffness_matrix(mesh.points, mesh.tets, conductivity_tensors(mesh.fibres, sl, st, st, None))
+    elif kind == "box_8M":
+        mesh = box_mesh((40.0, 40.0, 40.0), 0.5)
+        k = stiffness_matrix(mesh.points, mesh.tets, np.full(mesh.n_tets, 0.1))
+    else:
+        raise ValueError(kind)
+    return _csr_arrays(k)
+
+
+@pytest.fixture(scope="module", params=[pytest.param("niederer", marks=pytest.mark.ci), "box_8M"])
+def matrix(request):
+    return request.param, _stiffness_arrays(request.param)
+
+
+@pytest.mark.parametrize("threads", THREADS, ids=lambda t: f"{t}thr")
+def bench_matvec(measure, matrix, threads):
+    from twin.solver.linalg import csr_matvec
+
+    _threads_or_skip(threads)
+    name, (indptr, indices, data) = matrix
+    n = indptr.shape[0] - 1
+    nnz = data.shape[0]
+    x = np.random.default_rng(0).standard_normal(n)
+    y = np.zeros(n)
+    reps = max(1, int(2e7 // nnz))       # about 20 M nonzeros per timed call
+
+    def calls():
+        for _ in range(reps):
+            csr_matvec(indptr, indices, data, x, y)
+
+    with C.numba_threads(threads):
+        csr_matvec(indptr, indices, data, x, y)
+        best, median = measure.run(calls, rounds=7, warmup=1)
+    import scipy.sparse as sp
+
+    assert np.allclose(y, sp.csr_matrix((data, indices, indptr), shape=(n, n)) @ x)
+    b = C.matvec_bytes(n, nnz)
+    t = best / reps
+    gbs = b["compulsory"] / t / 1e9
+    measure.report(threads, ratio_to_triad={"GBs": gbs}, matrix=name, nodes=n, nnz=nnz,
+                   nnz_per_row=nnz / n, bytes_per_call=b["compulsory"], GBs=gbs,
+                   GBs_median=b["compulsory"] / (median / reps) / 1e9, GBs_no_reuse=b["no_reuse"] / t / 1e9,
+                   matvecs_per_s=1 / t, nonzeros_per_s=nnz / t,
+                   GBs_cpu_norm=b["compulsory"] * reps / (measure.cpu_seconds() / threads) / 1e9,
+                   summary_keys=["nnz", "GBs_no_reuse", "GBs_cpu_norm", "cpu_use"])
+
+
+# --------------------------------------------------------------------------- PCG
+@pytest.fixture(scope="module")
+def niederer_stepper():
+    from twin.solver.diffusion import DiffusionStepper
+
+    problem = C.build(C.niederer_case_text(C.NIEDERER_DT))
+    spec = problem.case.spec
+    stepper = DiffusionStepper(problem.stiffness, problem.mass, spec.tissue.chi, spec.tissue.cm, spec.solver.dt,
+                               theta=spec.solver.theta, tol=spec.solver.tolerance,
+                               max_iter=spec.solver.max_iterations)
+    x = problem.mesh.points[:, 0]
+    v = -85.0 + 105.0 / (1.0 + np.exp((x - 5.0) / 0.5))
+    return stepper, np.ascontiguousarray(v)
+
+
+@pytest.mark.ci
+@pytest.mark.parametrize("threads", THREADS, ids=lambda t: f"{t}thr")
+def bench_pcg(measure, niederer_stepper, threads):
+    from twin.solver.linalg import csr_matvec, pcg
+
+    _threads_or_skip(threads)
+    st, v = niederer_stepper
+    bi, bj, bv = st._b
+    ai, aj, av = st._a
+    n = v.shape[0]
+    rhs = np.zeros(n)
+    x = np.zeros(n)
+    r, z, p, q = (np.zeros(n) for _ in range(4))
+    partial = np.zeros(3 * 64)  # linalg.pcg needs 3 * N_BLOCKS partial sums
+    its: list[int] = []
+
+    def solve():
+        x[:] = v
+        its.append(pcg(ai, aj, av, st._diag_inv, rhs, x, st.tol, st.max_iter, r, z, p, q, partial))
+
+    with C.numba_threads(threads):
+        csr_matvec(bi, bj, bv, v, rhs)
+        best, median = measure.run(solve, rounds=10, warmup=2)
+    assert min(its) > 0, "PCG failed"
+    it = its[-1]
+    nbytes = C.pcg_bytes(n, av.shape[0], it)
+    gbs = nbytes / best / 1e9
+    measure.report(threads, ratio_to_triad={"GBs": gbs}, matrix="niederer M + 0.5 dt K'", nodes=n,
+                   nnz=int(av.shape[0]), iterations=it, GBs=gbs, GBs_median=nbytes / median / 1e9,
+                   solve_ms=1e3 * best, ms_per_iteration=1e3 * best / it,
+                   GBs_cpu_norm=nbytes / (measure.cpu_seconds() / threads) / 1e9,
+                   summary_keys=["iterations", "solve_ms", "ms_per_iteration", "GBs_cpu_norm", "cpu_use"])
