@@ -80,5 +80,10 @@ class DivergenceError(SolverError):
         )
 
 
+class ObserverError(TwinError, ValueError):
+    """An observer (ECG, repolarisation, reentry) is set up with invalid arguments or cannot
+    compute a metric."""
+
+
 class OutputError(TwinError):
     """Output cannot be written (folder not writable, existing run in the way...)."""

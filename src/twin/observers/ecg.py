@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import TwinError
+from ..errors import ObserverError
 from ..fem.assembly import p1_gradients
 
 logger = logging.getLogger(__name__)
@@ -63,10 +63,6 @@ STANDARD_LEADS: dict[str, dict[str, float]] = {
     "aVF": {"LL": 1.0, "RA": -0.5, "LA": -0.5},
     **{f"V{i}": _precordial(f"V{i}") for i in range(1, 7)},
 }
-
-
-class ObserverError(TwinError, ValueError):
-    """An observer is set up with invalid arguments or cannot compute a metric."""
 
 
 # --------------------------------------------------------------------------- lead fields

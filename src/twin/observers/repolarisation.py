@@ -33,7 +33,7 @@ import numpy as np
 from numba import prange
 
 from ..jit import PARALLEL, njit
-from .ecg import ObserverError
+from ..errors import ObserverError
 
 
 @njit(**PARALLEL)
