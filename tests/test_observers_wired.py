@@ -59,3 +59,12 @@ def test_observers_in_simulate_and_resume(tmp_path, write_case):
         np.testing.assert_array_equal(maps[key], maps2[key])
     np.testing.assert_array_equal(ecg["phi_ahead"], ecg2["phi_ahead"])
     assert s2["ecg"] == summary["ecg"]
+
+
+def test_unknown_ecg_lead_is_refused_before_the_run(tmp_path, write_case, capsys):
+    case = write_case(CASE.replace("END", "20").replace(
+        "ecg: {electrodes: {ahead: [20, 0.5, 0.25], behind: [-16, 0.5, 0.25]}}", "ecg: {electrodes: standard, lead: V9}"))
+    out = tmp_path / "never"
+    assert main(["simulate", str(case), "-o", str(out), "-q"]) == 2
+    assert "outputs.ecg.lead: no lead 'V9'; leads: I, II, III" in capsys.readouterr().err
+    assert not out.exists()

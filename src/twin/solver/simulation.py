@@ -311,6 +311,10 @@ class Simulation:
             assert p.sigma is not None
             ecg = PseudoECG(p.mesh.points, p.mesh.tets, p.sigma, electrodes, out.ecg.sigma_bath,
                             n_samples=self.n_steps + 1)
+            if out.ecg.lead is not None:
+                leads = list(ecg.leads())  # the names only: nothing is recorded yet
+                if out.ecg.lead not in leads:  # say so now, not after the run
+                    raise p.case.error("outputs.ecg.lead", f"no lead '{out.ecg.lead}'; leads: {', '.join(leads)}")
         if out.reentry is not None:
             from ..observers.reentry import ReentryDetector
 
