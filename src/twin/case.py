@@ -127,12 +127,9 @@ class MeshSpec(_Strict):
             if self.size is not None or self.spacing is not None:
                 raise ValueError(f"the '{self.generator}' generator takes 'resolution' and 'geometry', "
                                  "not 'size'/'spacing'")
-            from .mesh.anatomy import biv_ellipsoids, lv_ellipsoid
+            from .mesh.anatomy import geometry_keys
 
-            import inspect
-
-            func = lv_ellipsoid if self.generator == "lv" else biv_ellipsoids
-            allowed = [k for k in inspect.signature(func).parameters if k not in ("resolution", "max_tets")]
+            allowed = geometry_keys(self.generator)
             for key in self.geometry:
                 if key not in allowed:
                     raise ValueError(_unknown(f"geometry key of the '{self.generator}' generator", key, allowed))

@@ -425,12 +425,9 @@ def _mesh_generate(args: argparse.Namespace, out: TextIO) -> int:
         mesh = generate_mesh("box", size=args.size, spacing=args.spacing)
         mesh.regions[:] = 1
     else:
-        import inspect
+        from .mesh.anatomy import geometry_keys
 
-        from .mesh.anatomy import biv_ellipsoids, lv_ellipsoid
-
-        func = lv_ellipsoid if args.kind == "lv" else biv_ellipsoids
-        allowed = [k for k in inspect.signature(func).parameters if k not in ("resolution", "max_tets")]
+        allowed = geometry_keys(args.kind)
         for key in geometry:
             if key not in allowed:
                 raise TwinError(f"--geometry: unknown key '{key}' for {args.kind}; expected one of "
@@ -522,19 +519,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
         _configure_logging(getattr(args, "quiet", False), getattr(args, "verbose", False), err)
         if args.command == "simulate":
             return _cmd_simulate(args, out, err)
-        if args.command == "validate":
-            return _cmd_validate(args, out)
-        if args.command == "models":
-            return _cmd_models(args, out)
-        if args.command == "cell":
-            return _cmd_cell(args, out)
-        if args.command == "verify":
-            return _cmd_verify(args, out)
-        if args.command == "mesh":
-            return _cmd_mesh(args, out)
-        if args.command == "compare":
-            return _cmd_compare(args, out)
-        return _cmd_info(args, out)
+        handlers = {"validate": _cmd_validate, "models": _cmd_models, "cell": _cmd_cell, "verify": _cmd_verify,
+                    "mesh": _cmd_mesh, "compare": _cmd_compare, "info": _cmd_info}
+        return handlers[args.command](args, out)
     except TwinError as exc:
         err.write(f"twin: error: {exc}\n")
         return EXIT_USAGE

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .errors import CaseError
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +145,3 @@ def _resample(points: np.ndarray, spacing: float) -> np.ndarray:
     t = np.linspace(0.0, s[-1], n + 1)
     return np.column_stack([np.interp(t, s, points[:, j]) for j in range(3)])
 
-
-def treatment_error(source: str, line: int | None, key: str, exc: Exception) -> CaseError:
-    return CaseError(str(exc), source=source, line=line, key=key)

@@ -410,3 +410,14 @@ def _require_surfaces(mesh: TetMesh, names: Sequence[str], what: str) -> None:
         if mask is None or not np.any(mask):
             raise MeshError(f"{what}: the generated mesh has no '{name}' surface; the parameters make a "
                             "degenerate geometry")
+
+
+#: anatomy generators by case/CLI name
+ANATOMY_GENERATORS = {"lv": lv_ellipsoid, "biv": biv_ellipsoids}
+
+
+def geometry_keys(kind: str) -> list[str]:
+    """The ``geometry`` keywords an anatomy generator takes (everything but resolution and the size cap)."""
+    import inspect
+
+    return [k for k in inspect.signature(ANATOMY_GENERATORS[kind]).parameters if k not in ("resolution", "max_tets")]

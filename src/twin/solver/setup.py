@@ -94,10 +94,9 @@ def generate_mesh(generator: str, *, size=None, spacing=None, resolution=None, g
     """Build a generated mesh: ``box`` (size, spacing), ``lv`` or ``biv`` (resolution, geometry)."""
     if generator == "box":
         return box_mesh(tuple(size), spacing, fibre=tuple(direction))
-    from ..mesh.anatomy import biv_ellipsoids, lv_ellipsoid
+    from ..mesh.anatomy import ANATOMY_GENERATORS
 
-    func = lv_ellipsoid if generator == "lv" else biv_ellipsoids
-    return func(resolution, **dict(geometry or {}))
+    return ANATOMY_GENERATORS[generator](resolution, **dict(geometry or {}))
 
 
 def load_mesh(case: Case) -> TetMesh:
