@@ -1,8 +1,10 @@
 """Reaction kernels alone: node-steps per second on 10^5 nodes, and compile time.
 
-``bench_reaction[model-threads]``
-    The generated tissue kernel ``model.kernel(states, params, region, i_stim, dt, 1)``
-    on :data:`_common.REACTION_NODES` nodes, dt 0.01 ms, no stimulus.  The nodes start
+``bench_reaction[model-way-threads]``
+    The generated tissue kernel on :data:`_common.REACTION_NODES` nodes, dt 0.01 ms, no
+    stimulus, stepped the two ways a run can: ``lookup`` (the default of tissue runs:
+    voltage-only rates read from the model's tables, see :mod:`twin.models.lookup`) and
+    ``exact`` (``model.kernel``: every rate evaluated).  The nodes start
     from states sampled evenly over one paced beat (1000 ms), so the mix of resting,
     upstroke, plateau and repolarising nodes (and the model's voltage branches) is
     that of tissue over a cycle, not of a resting cell only.  Reported:
@@ -65,38 +67,47 @@ def reaction_setup(request):
     params = model.param_defaults[None, :].copy()
     region = np.zeros(n, np.int32)
     stim = np.zeros(n)
-    model.kernel(start[:, :2].copy(), params, region[:2], stim[:2], DT, 1)  # compile (or load) first
     return model, start, params, region, stim
 
 
 @pytest.mark.parametrize("threads", [1, 2], ids=lambda t: f"{t}thr")
-def bench_reaction(measure, reaction_setup, threads, request):
+@pytest.mark.parametrize("way", ["lookup", "exact"])
+def bench_reaction(measure, reaction_setup, way, threads, request):
+    from twin.models.lookup import LookupSettings, ReactionStepper
+
     model, start, params, region, stim = reaction_setup
     if threads > C.max_threads():
         pytest.skip(f"only {C.max_threads()} Numba threads here")
+    if way == "lookup" and model.lookup is None:
+        pytest.skip(f"{model.name} has no lookup table")
+    react = ReactionStepper(model, params, region, 1, LookupSettings(enabled=way == "lookup"))
+    react.warm_up(DT)  # tables built and the kernel compiled (or loaded) before timing
     k = STEPS_PER_ROUND.get(model.name, 10)
     n = start.shape[1]
     states = start.copy()
 
     def steps():
         for _ in range(k):
-            model.kernel(states, params, region, stim, DT, 1)
+            react(states, stim, DT)
 
     with C.numba_threads(threads):
         best, median = measure.run(steps, rounds=5, warmup=1)
     assert np.isfinite(states).all()
     rate = n * k / best
     cpu_rate = n * k / (measure.cpu_seconds() / threads)
-    _rates[(model.name, threads)] = rate
-    info = {"model": model.name, "n_states": model.n_states, "nodes": n, "steps_per_round": k,
+    _rates[(model.name, way, threads)] = rate
+    info = {"model": model.name, "way": way, "n_states": model.n_states, "nodes": n, "steps_per_round": k,
             "node_steps_per_s": rate, "node_steps_per_s_median": n * k / median,
             "node_steps_per_s_cpu_norm": cpu_rate,
             "ns_per_node_step": 1e9 / rate,
             "state_bytes_per_s": rate * 16 * model.n_states / 1e9,   # GB/s of state read+write
             "summary_keys": ["ns_per_node_step", "node_steps_per_s_cpu_norm", "cpu_use"]}
-    if threads > 1 and (model.name, 1) in _rates:
-        info["parallel_efficiency"] = rate / (threads * _rates[(model.name, 1)])
+    if threads > 1 and (model.name, way, 1) in _rates:
+        info["parallel_efficiency"] = rate / (threads * _rates[(model.name, way, 1)])
         info["summary_keys"].append("parallel_efficiency")
+    if way == "exact" and (model.name, "lookup", threads) in _rates:
+        info["lookup_speedup"] = _rates[(model.name, "lookup", threads)] / rate
+        info["summary_keys"].append("lookup_speedup")
     measure.report(threads, ratio_to_triad={"node_steps_per_s": rate}, **info)
 
 

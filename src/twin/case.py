@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import CaseError, ModelError
 from .units import UnitError, dimension_of, parse_quantity
@@ -372,6 +372,23 @@ class StimulusSpec(_Strict):
         return self
 
 
+class LookupSpec(_Strict):
+    """``solver.lookup_table:`` tabulated voltage-dependent rates (see :mod:`twin.models.lookup`)."""
+
+    enabled: bool = True
+    v_min: Potential = -120.0
+    v_max: Potential = 80.0
+    dv: Potential = Field(0.02, gt=0, le=1.0)
+
+    @model_validator(mode="after")
+    def _range(self) -> "LookupSpec":
+        if self.v_max <= self.v_min:
+            raise ValueError(f"v_max = {self.v_max} mV must be above v_min = {self.v_min} mV")
+        if (self.v_max - self.v_min) / self.dv > 2e6:
+            raise ValueError(f"{(self.v_max - self.v_min) / self.dv:.3g} table rows: raise dv or narrow the range")
+        return self
+
+
 class SolverSpec(_Strict):
     """``solver:`` time stepping and the linear solver."""
 
@@ -384,6 +401,13 @@ class SolverSpec(_Strict):
     tolerance: float = Field(1e-8, gt=0, lt=1)
     max_iterations: int = Field(1000, ge=1)
     reaction_substeps: int = Field(1, ge=1)
+    lookup_table: LookupSpec = LookupSpec()
+
+    @field_validator("lookup_table", mode="before")
+    @classmethod
+    def _lookup_switch(cls, value: Any) -> Any:
+        # ``lookup_table: false`` is the short way to turn the tables off
+        return {"enabled": value} if isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _consistent(self) -> "SolverSpec":

@@ -12,6 +12,7 @@ import numpy as np
 from .errors import ModelError
 from .io.atomic import atomic_write
 from .models import ReactionModel
+from .models.lookup import LookupSettings, LookupTables
 
 
 @dataclass
@@ -44,7 +45,7 @@ class CellTrace:
 def run_cell(model: ReactionModel, *, bcl: float = 1000.0, beats: int = 5, dt: float = 0.01,
              amplitude: float | None = None, duration: float | None = None, start: float = 0.0,
              parameters: Mapping[str, Any] | None = None, n_sub: int = 1,
-             sample_every: int = 1) -> CellTrace:
+             sample_every: int = 1, lookup: LookupSettings | None = None) -> CellTrace:
     """Pace one cell ``beats`` times every ``bcl`` ms with the same kernel the tissue solver uses.
 
     Parameters
@@ -65,6 +66,9 @@ def run_cell(model: ReactionModel, *, bcl: float = 1000.0, beats: int = 5, dt: f
         Reaction sub-steps per step.
     sample_every
         Keep every k-th step.
+    lookup
+        Step with the model's lookup tables (as tissue runs do by default); ``None`` or a
+        model without tables: every rate exactly.
     """
     if duration is None:
         duration = model.cell_stimulus_duration or 1.0
@@ -83,8 +87,13 @@ def run_cell(model: ReactionModel, *, bcl: float = 1000.0, beats: int = 5, dt: f
     keep = np.arange(0, n_steps + 1, sample_every)
     out = np.empty((model.n_states, len(keep)))
     out[:, 0] = states[:, 0]
-    bad = model.cell_kernel(states, params, float(amplitude), float(start), float(duration), float(bcl),
-                            float(dt), n_steps, int(n_sub), int(sample_every), out)
+    args = (states, params, float(amplitude), float(start), float(duration), float(bcl), float(dt), n_steps,
+            int(n_sub), int(sample_every), out)
+    if lookup is not None and lookup.enabled and model.lookup is not None:
+        tables = LookupTables(model, params[None, :], dt / n_sub, lookup)
+        bad = model.lookup.pace(*args, tables.tables[0], tables.v_lo, tables.inv_dv)
+    else:
+        bad = model.cell_kernel(*args)
     if bad >= 0:
         raise ModelError(f"model '{model.name}' diverged at t = {(bad + 1) * dt:g} ms; reduce dt")
     return CellTrace(model=model, time=keep * dt, states=out, bcl=bcl, beats=beats, dt=dt,

@@ -91,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--amplitude", type=float, help="stimulus [A/F], positive (default: the model's)")
     c.add_argument("--duration", type=float, help="stimulus length [ms] (default: the model's)")
     c.add_argument("--substeps", type=int, default=1, help="reaction sub-steps per time step (1)")
+    c.add_argument("--lookup-table", action="store_true", help="step with the voltage lookup tables tissue "
+                   "runs use (default: every rate exactly)")
     c.add_argument("--set", dest="parameters", action="append", default=[], metavar="PARAM=VALUE",
                    help="parameter override, e.g. --set g_Kr=x0.5 (repeatable)")
     c.add_argument("-o", "--output", metavar="OUTDIR", help="folder for trace.csv and trace.png "
@@ -317,6 +319,7 @@ def _cmd_cell(args: argparse.Namespace, out: TextIO) -> int:
     from .cell import last_beat_metrics, plot_trace, run_cell, write_trace_csv
     from .io.atomic import write_json
     from .models import get_model
+    from .models.lookup import LookupSettings
 
     params: dict[str, str] = {}
     for item in args.parameters:
@@ -331,7 +334,8 @@ def _cmd_cell(args: argparse.Namespace, out: TextIO) -> int:
         raise TwinError(f"{folder} already holds a trace; pass --overwrite or choose another -o")
     t0 = time.perf_counter()
     trace = run_cell(model, bcl=args.bcl, beats=args.beats, dt=args.dt, amplitude=args.amplitude,
-                     duration=args.duration, parameters=params, n_sub=args.substeps)
+                     duration=args.duration, parameters=params, n_sub=args.substeps,
+                     lookup=LookupSettings() if args.lookup_table else None)
     run_time = time.perf_counter() - t0
     metrics = last_beat_metrics(trace)
     folder.mkdir(parents=True, exist_ok=True)
@@ -339,6 +343,7 @@ def _cmd_cell(args: argparse.Namespace, out: TextIO) -> int:
     plot_trace(trace, folder / "trace.png", metrics)
     write_json(folder / "metrics.json", {"model": model.name, "parameters": params, "bcl_ms": args.bcl,
                                          "beats": args.beats, "dt_ms": args.dt, "last_beat": metrics,
+                                         "lookup_table": bool(args.lookup_table and model.lookup is not None),
                                          "run_time_s": run_time})
     if not args.quiet:
         out.write(f"{model.name}, {args.beats} beats at {args.bcl:g} ms, dt {args.dt:g} ms"

@@ -11,14 +11,16 @@ import csv
 import io
 import logging
 import shutil
+from collections import deque
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import OutputError
 from .atomic import write_json, write_text
-from .vtk import PvdSeries, write_vtu
+from .vtk import FrameEncoder, PvdSeries, write_vtu
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +31,8 @@ PROBES = "probes.csv"
 SUMMARY = "summary.json"
 CHECKPOINT = "checkpoint.h5"
 OWN_FILES = (PVD, ACTIVATION, PROBES, SUMMARY, CHECKPOINT, "ecg.csv")
+#: frames handed to the writer thread and not yet on disk, at most (each holds a copy of its fields)
+FRAMES_IN_FLIGHT = 2
 
 
 class RunFolder:
@@ -62,6 +66,9 @@ class RunFolder:
         pvd_path = self.folder / PVD
         self.series = PvdSeries.read(pvd_path) if (resume and pvd_path.exists()) else PvdSeries(pvd_path)
         self._prepared = False
+        self._encoder: FrameEncoder | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: deque[Future] = deque()
 
     def _previous(self) -> list[str]:
         found = [n for n in OWN_FILES if (self.folder / n).exists()]
@@ -94,16 +101,61 @@ class RunFolder:
 
     def write_frame(self, step: int, time: float, points: np.ndarray, tets: np.ndarray,
                     fields: Mapping[str, np.ndarray]) -> None:
-        """Write one time-series frame and add it to the ``.pvd`` index."""
+        """Hand one time-series frame to the writer thread (it adds the frame to the ``.pvd`` index
+        once the file is complete), so the solver does not wait for compression and disk.
+
+        The fields are copied first: the caller may change them right away.  A failure to
+        write surfaces as :class:`OutputError` at the next frame or at :meth:`wait_frames`.
+        """
+        if self._encoder is None or self._encoder.n_points != len(points):
+            self._encoder = FrameEncoder(points, tets)
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twin-frames")
+        while len(self._pending) >= FRAMES_IN_FLIGHT:
+            self._collect(self._pending.popleft())
         path = self.folder / SERIES_DIR / f"frame_{step:08d}.vtu"
+        snapshot = {name: np.array(values, copy=True) for name, values in fields.items()}
+        self._pending.append(self._writer.submit(self._write_frame_now, self._encoder, path, time, snapshot))
+
+    def _write_frame_now(self, encoder: FrameEncoder, path: Path, time: float,
+                         fields: Mapping[str, np.ndarray]) -> None:
+        encoder.write(path, fields)
+        self.series.add(time, path)   # one writer thread: frames are indexed in order
+
+    @staticmethod
+    def _collect(future: Future) -> None:
         try:
-            write_vtu(path, points, tets, point_data=fields)
-            self.series.add(time, path)
+            future.result()
         except OSError as exc:
-            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+            raise OutputError(f"cannot write a time-series frame: {exc.strerror or exc} "
+                              f"({getattr(exc, 'filename', '') or ''})") from None
+
+    def wait_frames(self, raise_errors: bool = True, close: bool = False) -> None:
+        """Block until every frame handed over is on disk and indexed.
+
+        Parameters
+        ----------
+        raise_errors
+            Raise :class:`OutputError` for a frame that failed (``False`` while another error
+            is already on its way up: the frames are still finished, the first error wins).
+        close
+            Also stop the writer thread (the end of a run; a later frame starts a new one).
+        """
+        try:
+            while self._pending:
+                future = self._pending.popleft()
+                if raise_errors:
+                    self._collect(future)
+                else:
+                    future.exception()
+        finally:
+            if close and self._writer is not None:
+                self._writer.shutdown(wait=True)
+                self._writer = None
 
     def truncate_series(self, time: float) -> None:
         """Forget frames after ``time`` [ms] (resuming from an earlier checkpoint)."""
+        self.wait_frames()
         self.series.truncate(time)
 
     def write_activation(self, points: np.ndarray, tets: np.ndarray, maps: Mapping[str, np.ndarray],

@@ -27,6 +27,24 @@ from ..errors import ModelError
 
 
 @dataclass(frozen=True)
+class LookupKernels:
+    """A model's lookup-table kernels (see :mod:`twin.models.lookup`).
+
+    ``build_table(p, h_dt, v_lo, dv, out)`` fills ``out[i, :]`` with the columns at
+    V = v_lo + i dv; ``step`` is the tissue kernel with two more arguments per table
+    (``tables, table_of_row, v_lo, inv_dv``); ``pace`` the single-cell loop with
+    ``table, v_lo, inv_dv``.  ``columns`` names the columns and ``parameters`` are the
+    indices of the parameters the table depends on.
+    """
+
+    build_table: Any = field(repr=False)
+    step: Any = field(repr=False)
+    pace: Any = field(repr=False)
+    columns: tuple[str, ...] = ()
+    parameters: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class ReactionModel:
     """A reaction model bound to the tissue solver.
 
@@ -62,6 +80,9 @@ class ReactionModel:
     currents
         Standard current names (``IKr``, ``ICaL``...) -> the parameter that scales that
         current's conductance (from the model file's ``twin_currents``), for drug block.
+    lookup
+        Lookup-table kernels (:class:`LookupKernels`), or ``None`` when the model has no
+        voltage-dependent work worth tabulating (or is ``generic``).
     kind
         ``"cardiac"`` (an excitable membrane model: paced, APD, CVODE-checked) or
         ``"generic"`` (a reaction term for verification or neuro use), from the model
@@ -93,6 +114,7 @@ class ReactionModel:
     param_choices: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     kind: str = "cardiac"
     currents: Mapping[str, str] = field(default_factory=dict)
+    lookup: LookupKernels | None = field(default=None, repr=False)
 
     @property
     def n_states(self) -> int:

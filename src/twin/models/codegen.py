@@ -21,6 +21,17 @@ the tissue's applied current ``i_stim`` [A/F] to the membrane potential's
 derivative by replacing the model's own stimulus variable with ``-i_stim``
 (Myokit models write ``dot(V) = -(i_ion + i_stim)``), and sets the diffusion
 current to zero (diffusion is the other half of the splitting).
+
+**Lookup tables** (openCARP's trick, see :mod:`twin.models.lookup`): every
+intermediate that is a function of the membrane potential alone (given the
+parameters) is *V-only*.  For cardiac models whose V-only part holds enough
+transcendental calls to pay, the module also holds ``build_table`` (tabulates,
+on a grid of V, the inf value and the Rush–Larsen factor ``exp(-h/tau)`` of
+every gate whose rates are V-only, plus every maximal V-only sub-expression
+with a function call, division or power used by the rest of the model),
+``node_step_lut``/``step_lut``/``pace_lut`` (the same step, reading those
+columns by linear interpolation; a node whose V is off the table takes the
+exact branch, so nothing is clipped).
 """
 
 from __future__ import annotations
@@ -43,7 +54,7 @@ from ..errors import ModelError
 logger = logging.getLogger(__name__)
 
 #: bump when the generated code changes, so cached kernels are regenerated
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 
 LABEL_VM = "membrane_potential"
 LABEL_STIM = "stimulus_current"
@@ -189,12 +200,155 @@ def _ident(qname: str) -> str:
     return "v_" + re.sub(r"[^0-9a-zA-Z_]", "_", qname.replace(".", "__"))
 
 
-def generate_source(a: ModelAnalysis, func_name: str = "step") -> str:
-    """Python source of the Numba kernel for the analysed model."""
+#: fewest transcendental calls per node and sub-step a lookup table must save to be generated
+LUT_MIN_SAVED_CALLS = 3
+
+
+@dataclass
+class LookupPlan:
+    """What a model's lookup table holds (see the module docstring).
+
+    Attributes
+    ----------
+    vonly
+        Intermediates that are functions of V and constants only.
+    gates
+        Gate state qnames tabulated as two columns each (inf, Rush–Larsen factor).
+    hoisted
+        Code key -> V-only sub-expression tabulated as one column.
+    parameters
+        Indices (into ``ModelAnalysis.parameters``) of the parameters the table depends on:
+        region rows that agree on these share a table.
+    saved_calls
+        Transcendental calls per node and sub-step the table replaces.
+    """
+
+    vonly: set[Any]
+    gates: list[str]
+    hoisted: dict[str, Any]
+    parameters: list[int]
+    saved_calls: int
+
+    @property
+    def columns(self) -> list[str]:
+        """Column names in table order: ``inf:<gate>``, ``rl:<gate>``, then the expressions."""
+        return ([c for g in self.gates for c in (f"inf:{g}", f"rl:{g}")]
+                + [e.code() for e in self.hoisted.values()])
+
+
+def _transcendentals(e: Any, seen: set[Any] | None = None, through: set[Any] | None = None) -> int:
+    """Function calls and non-integer powers in ``e``, following names of the variables in ``through``."""
+    import myokit
+
+    seen = set() if seen is None else seen
+    n = 0
+    if isinstance(e, myokit.Function):
+        n += 1
+    elif isinstance(e, myokit.Power) and not _small_int_power(e):
+        n += 1
+    elif isinstance(e, myokit.Name) and through is not None and e.var() in through and e.var() not in seen:
+        seen.add(e.var())
+        n += _transcendentals(e.var().rhs(), seen, through)
+    for child in e:
+        n += _transcendentals(child, seen, through)
+    return n
+
+
+def _small_int_power(e: Any) -> int:
+    """The exponent of ``x^k`` when k is a literal 2, 3 or 4 (written as multiplications), else 0."""
+    import myokit
+
+    k = e[1]
+    if isinstance(k, myokit.Number) and float(k.eval()) in (2.0, 3.0, 4.0):
+        return int(k.eval())
+    return 0
+
+
+def plan_lookup(a: ModelAnalysis) -> LookupPlan | None:
+    """Decide the lookup-table columns of a model, or ``None`` when a table would not pay."""
+    import myokit
+
+    vm = a.vm
+    const = set(a.parameters) | set(a.derived)
+    zero = {v for v in (a.model.binding(BIND_DIFFUSION), a.model.binding("pace")) if v is not None}
+    vonly: set[Any] = set()
+    for v in a.intermediates:  # topological order: dependencies first
+        if all(d is vm or d in const or d in vonly or d in zero for d in _deps(v)):
+            vonly.add(v)
+
+    def is_vonly(e: Any) -> bool:
+        refs = [r.var() for r in e.references()]
+        return (all(r is vm or r in const or r in vonly or r in zero for r in refs)
+                and any(r is vm or r in vonly for r in refs))
+
+    def cheap(e: Any) -> bool:
+        # exact under linear interpolation, or one multiply-add: not worth a column
+        if isinstance(e, myokit.Number):
+            return True
+        if isinstance(e, myokit.Name):
+            return e.var() is vm or e.var() in const or e.var() in zero
+        if isinstance(e, (myokit.Plus, myokit.Minus, myokit.Multiply, myokit.PrefixMinus, myokit.PrefixPlus)):
+            return all(cheap(c) for c in e)
+        return False
+
+    hoisted: dict[str, Any] = {}
+
+    def hoist(e: Any) -> None:
+        # a condition is a boolean: never interpolated, but its V-only operands may be
+        if not isinstance(e, myokit.Condition) and is_vonly(e) and not cheap(e):
+            hoisted.setdefault(e.code(), e)
+            return
+        for child in e:
+            hoist(child)
+
+    gates: list[str] = []
+    saved = 0
+    for v in a.intermediates:
+        if v not in vonly:
+            hoist(v.rhs())
+    for s in a.states:
+        gate = a.gates.get(s.qname())
+        if gate is None:
+            hoist(s.rhs())
+            continue
+        exprs = [g[1] if isinstance(g, tuple) else g for g in gate]
+        if all(is_vonly(e) for e in exprs):
+            gates.append(s.qname())
+            saved += 1 + sum(_transcendentals(e, set(), vonly) for e in exprs)
+        else:
+            for e in exprs:
+                hoist(e)
+    saved += sum(_transcendentals(e, set(), vonly) for e in hoisted.values())
+    if saved < LUT_MIN_SAVED_CALLS:
+        return None
+    # parameters the table depends on, through derived constants and V-only intermediates
+    params: set[Any] = set()
+    todo = [r.var() for e in hoisted.values() for r in e.references()]
+    for g in gates:
+        todo += [r.var() for ge in a.gates[g] for r in (ge[1] if isinstance(ge, tuple) else ge).references()]
+    seen: set[Any] = set()
+    while todo:
+        v = todo.pop()
+        if v in seen:
+            continue
+        seen.add(v)
+        if v in a.parameters:
+            params.add(v)
+        elif v in vonly or v in a.derived:
+            todo.extend(_deps(v))
+    index = sorted(a.parameters.index(v) for v in params)
+    return LookupPlan(vonly=vonly, gates=gates, hoisted=hoisted, parameters=index, saved_calls=saved)
+
+
+def _writer(a: ModelAnalysis, subst: dict[str, str] | None = None) -> Any:
+    """Myokit's Python expression writer, bound to the kernel's names.
+
+    Small integer powers become Numba integer powers (multiplications, not ``pow``);
+    ``subst`` maps the code of sub-expressions to names that replace them (table columns).
+    """
     import myokit
     from myokit.formats.python import PythonExpressionWriter
 
-    writer = PythonExpressionWriter()
     stim, diffusion, pace = a.stimulus, a.model.binding(BIND_DIFFUSION), a.model.binding("pace")
 
     def lhs_name(lhs: Any) -> str:
@@ -207,8 +361,113 @@ def generate_source(a: ModelAnalysis, func_name: str = "step") -> str:
             return "0.0"
         return _ident(var.qname())
 
-    writer.set_lhs_function(lhs_name)
-    ex = writer.ex
+    class Writer(PythonExpressionWriter):
+        def ex(self, e: Any) -> str:
+            if subst:
+                name = subst.get(e.code())
+                if name is not None:
+                    return name
+            return super().ex(e)
+
+        def _ex_power(self, e: Any) -> str:
+            k = _small_int_power(e)
+            if k:
+                return f"({self.ex(e[0])})**{k}"
+            return super()._ex_power(e)
+
+    w = Writer()
+    w.set_lhs_function(lhs_name)
+    return w
+
+
+def _substep(a: ModelAnalysis, ind: str, plan: LookupPlan | None = None) -> list[str]:
+    """One sub-step's lines: intermediates, derivatives (all at the old state), then the updates.
+
+    With ``plan``, V-only values come from the interpolated columns ``lut_<k>`` instead.
+    """
+    subst = None
+    tabulated: dict[str, tuple[str, str]] = {}
+    if plan is not None:
+        k = 0
+        for g in plan.gates:
+            tabulated[g] = (f"lut_{k}", f"lut_{k + 1}")
+            k += 2
+        subst = {}
+        for key in plan.hoisted:
+            subst[key] = f"lut_{k}"
+            k += 1
+    ex = _writer(a, subst).ex
+    lines = []
+    for v in a.intermediates:
+        if plan is None or v not in plan.vonly:
+            lines.append(f"{ind}{_ident(v.qname())} = {ex(v.rhs())}")
+    updates = []
+    for s in a.states:
+        name = _ident(s.qname())
+        gate = a.gates.get(s.qname())
+        if s.qname() in tabulated:
+            inf, factor = tabulated[s.qname()]
+            updates.append(f"{ind}{name} = {inf} + ({name} - {inf}) * {factor}")
+        elif gate is None:
+            lines.append(f"{ind}d_{name} = {ex(s.rhs())}")
+            updates.append(f"{ind}{name} = {name} + h_dt * d_{name}")
+        elif isinstance(gate[0], tuple):
+            alpha, beta = ex(gate[0][1]), ex(gate[1][1])
+            lines.append(f"{ind}ab_{name} = {alpha} + {beta}")
+            lines.append(f"{ind}inf_{name} = ({alpha}) / ab_{name}")
+            updates.append(f"{ind}{name} = inf_{name} + ({name} - inf_{name}) * math.exp(-h_dt * ab_{name})")
+        else:
+            inf, tau = ex(gate[0]), ex(gate[1])
+            lines.append(f"{ind}inf_{name} = {inf}")
+            updates.append(f"{ind}{name} = inf_{name} + ({name} - inf_{name}) * math.exp(-h_dt / ({tau}))")
+    return lines + updates
+
+
+def _table_builder(a: ModelAnalysis, plan: LookupPlan) -> list[str]:
+    """``build_table``: the columns of ``plan`` at V = v_lo + i dv, exactly (no table)."""
+    ex = _writer(a).ex
+    ind, ind2 = " " * 4, " " * 8
+    lines = [
+        "@njit(cache=True, nogil=True, fastmath=False, boundscheck=False)",
+        "def build_table(p, h_dt, v_lo, dv, out):  # pragma: no cover",
+        '    """Fill ``out[i, :]`` with the table columns at V = v_lo + i dv (parameters ``p``, sub-step ``h_dt``)."""',
+    ]
+    lines += _preamble(a, ind)
+    lines.append(f"{ind}for i_ in range(out.shape[0]):")
+    lines.append(f"{ind2}{_ident(a.vm.qname())} = v_lo + i_ * dv")
+    for v in a.intermediates:
+        if v in plan.vonly:
+            lines.append(f"{ind2}{_ident(v.qname())} = {ex(v.rhs())}")
+    col = 0
+    for g in plan.gates:
+        gate = a.gates[g]
+        if isinstance(gate[0], tuple):
+            alpha, beta = ex(gate[0][1]), ex(gate[1][1])
+            lines.append(f"{ind2}out[i_, {col}] = ({alpha}) / (({alpha}) + ({beta}))")
+            lines.append(f"{ind2}out[i_, {col + 1}] = math.exp(-h_dt * (({alpha}) + ({beta})))")
+        else:
+            lines.append(f"{ind2}out[i_, {col}] = {ex(gate[0])}")
+            lines.append(f"{ind2}out[i_, {col + 1}] = math.exp(-h_dt / ({ex(gate[1])}))")
+        col += 2
+    for e in plan.hoisted.values():
+        lines.append(f"{ind2}out[i_, {col}] = {ex(e)}")
+        col += 1
+    return lines
+
+
+def _preamble(a: ModelAnalysis, ind: str) -> list[str]:
+    """Parameters from the row ``p`` and the derived constants."""
+    ex = _writer(a).ex
+    lines = [f"{ind}{_ident(v.qname())} = p[{j}]" for j, v in enumerate(a.parameters)]
+    lines += [f"{ind}{_ident(v.qname())} = {ex(v.rhs())}" for v in a.derived]
+    return lines
+
+
+def generate_source(a: ModelAnalysis, func_name: str = "step", plan: LookupPlan | None = None) -> str:
+    """Python source of the Numba kernels for the analysed model (with the lookup variants for ``plan``)."""
+    ind, ind2, ind3 = " " * 4, " " * 8, " " * 12
+    load_states = [f"{ind}{_ident(s.qname())} = states[{k}, node]" for k, s in enumerate(a.states)]
+    store_states = [f"{ind}states[{k}, node] = {_ident(s.qname())}" for k, s in enumerate(a.states)]
     lines = [
         '"""Generated by twin.models.codegen from a model file; do not edit."""',
         "import math",
@@ -220,38 +479,12 @@ def generate_source(a: ModelAnalysis, func_name: str = "step") -> str:
         "def node_step(states, node, p, stim, dt, n_sub):  # pragma: no cover",
         '    """Advance node ``node`` of ``states`` by ``dt`` in ``n_sub`` sub-steps (params row ``p``)."""',
         "    h_dt = dt / n_sub",
+        *_preamble(a, ind),
+        *load_states,
+        f"{ind}for _sub in range(n_sub):",
+        *_substep(a, ind2),
+        *store_states,
     ]
-    ind = " " * 4
-    for j, v in enumerate(a.parameters):
-        lines.append(f"{ind}{_ident(v.qname())} = p[{j}]")
-    for v in a.derived:
-        lines.append(f"{ind}{_ident(v.qname())} = {ex(v.rhs())}")
-    for k, s in enumerate(a.states):
-        lines.append(f"{ind}{_ident(s.qname())} = states[{k}, node]")
-    lines.append(f"{ind}for _sub in range(n_sub):")
-    ind2 = " " * 8
-    for v in a.intermediates:
-        lines.append(f"{ind2}{_ident(v.qname())} = {ex(v.rhs())}")
-    updates = []
-    for s in a.states:
-        name = _ident(s.qname())
-        gate = a.gates.get(s.qname())
-        if gate is None:
-            lines.append(f"{ind2}d_{name} = {ex(s.rhs())}")
-            updates.append(f"{ind2}{name} = {name} + h_dt * d_{name}")
-        elif isinstance(gate[0], tuple):
-            alpha, beta = ex(gate[0][1]), ex(gate[1][1])
-            lines.append(f"{ind2}ab_{name} = {alpha} + {beta}")
-            lines.append(f"{ind2}inf_{name} = ({alpha}) / ab_{name}")
-            updates.append(f"{ind2}{name} = inf_{name} + ({name} - inf_{name}) * math.exp(-h_dt * ab_{name})")
-        else:
-            inf, tau = ex(gate[0]), ex(gate[1])
-            lines.append(f"{ind2}inf_{name} = {inf}")
-            updates.append(f"{ind2}{name} = inf_{name} + ({name} - inf_{name}) * math.exp(-h_dt / ({tau}))")
-    # all derivatives are evaluated at the old state before any state changes
-    lines.extend(updates)
-    for k, s in enumerate(a.states):
-        lines.append(f"{ind}states[{k}, node] = {_ident(s.qname())}")
     vm_row = a.states.index(a.vm)
     lines += [
         "",
@@ -277,6 +510,61 @@ def generate_source(a: ModelAnalysis, func_name: str = "step") -> str:
         "            out[:, (k + 1) // sample_every] = states[:, 0]",
         "    return -1",
     ]
+    if plan is None:
+        lines += ["", "", "HAS_LOOKUP = False"]
+        return "\n".join(lines) + "\n"
+    n_cols = len(plan.columns)
+    vm = _ident(a.vm.qname())
+    lines += ["", "", "HAS_LOOKUP = True", f"N_COLUMNS = {n_cols}", "", ""]
+    lines += _table_builder(a, plan)
+    lines += [
+        "",
+        "",
+        "@njit(cache=True, nogil=True, fastmath=False, boundscheck=False)",
+        "def node_step_lut(states, node, p, stim, dt, n_sub, table, v_lo, inv_dv):  # pragma: no cover",
+        '    """``node_step`` with the V-only values read from ``table`` (built for h = dt / n_sub);',
+        '    a V off the table takes the exact branch."""',
+        "    h_dt = dt / n_sub",
+        f"{ind}n_last = table.shape[0] - 1",
+        *_preamble(a, ind),
+        *load_states,
+        f"{ind}for _sub in range(n_sub):",
+        f"{ind2}x_ = ({vm} - v_lo) * inv_dv",
+        f"{ind2}if x_ >= 0.0 and x_ < n_last:",
+        f"{ind3}i_ = int(x_)",
+        f"{ind3}w_ = x_ - i_",
+    ]
+    for k in range(n_cols):
+        lines.append(f"{ind3}lut_{k} = table[i_, {k}] + w_ * (table[i_ + 1, {k}] - table[i_, {k}])")
+    lines += _substep(a, ind3, plan)
+    lines.append(f"{ind2}else:")
+    lines += _substep(a, ind3)
+    lines += store_states
+    lines += [
+        "",
+        "",
+        "@njit(cache=True, nogil=True, fastmath=False, boundscheck=False, parallel=True)",
+        "def step_lut(states, params, region, i_stim, dt, n_sub, tables, table_of_row, v_lo, inv_dv):  # pragma: no cover",
+        '    """Tissue kernel with lookup tables: ``tables[table_of_row[region[node]]]`` serves each node."""',
+        "    for node in prange(states.shape[1]):",
+        "        r = region[node]",
+        "        node_step_lut(states, node, params[r], i_stim[node], dt, n_sub, tables[table_of_row[r]], v_lo, inv_dv)",
+        "",
+        "",
+        "@njit(cache=True, nogil=True, fastmath=False, boundscheck=False)",
+        "def pace_lut(states, p, amplitude, start, duration, bcl, dt, n_steps, n_sub, sample_every, out,",
+        "             table, v_lo, inv_dv):  # pragma: no cover",
+        '    """``pace`` with the lookup table (single cell; for the reference tests)."""',
+        "    for k in range(n_steps):",
+        "        t_mid = (k + 0.5) * dt",
+        "        on = t_mid >= start and (t_mid - start) % bcl < duration",
+        "        node_step_lut(states, 0, p, amplitude if on else 0.0, dt, n_sub, table, v_lo, inv_dv)",
+        f"        if not math.isfinite(states[{vm_row}, 0]):",
+        "            return k",
+        "        if (k + 1) % sample_every == 0:",
+        "            out[:, (k + 1) // sample_every] = states[:, 0]",
+        "    return -1",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -291,6 +579,8 @@ class GeneratedModel:
     source_path: Path
     key: str
     timings: dict[str, float]
+    plan: LookupPlan | None = None
+    lookup: dict[str, Any] | None = None   # build_table, step_lut, pace_lut (with a plan)
 
 
 def build_kernel(path: str | Path) -> GeneratedModel:
@@ -308,6 +598,8 @@ def build_kernel(path: str | Path) -> GeneratedModel:
     timings["load"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     analysis = analyse(model, path.name)
+    # generic reaction terms (Nagumo, Fisher-KPP...) have no voltage in mV: a table in mV would not fit
+    plan = plan_lookup(analysis) if analysis.meta.get("twin_kind", "cardiac").strip() != "generic" else None
     timings["analyse"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     key = hashlib.sha256((GENERATOR_VERSION + "\0" + text).encode()).hexdigest()[:16]
@@ -315,7 +607,7 @@ def build_kernel(path: str | Path) -> GeneratedModel:
     module_name = f"twin_kernel_{stem}_{key}"
     target = kernel_cache_dir() / f"{module_name}.py"
     if not target.exists():
-        source = generate_source(analysis)
+        source = generate_source(analysis, plan=plan)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         tmp.write_text(source, encoding="utf-8")
         os.replace(tmp, target)  # atomic: parallel processes never import half a file
@@ -329,8 +621,10 @@ def build_kernel(path: str | Path) -> GeneratedModel:
         sys.modules[module_name] = module
         spec.loader.exec_module(module)
     timings["import"] = time.perf_counter() - t0
-    return GeneratedModel(analysis=analysis, protocol=protocol, kernel=module.step, pace=module.pace, source_path=target, key=key,
-                          timings=timings)
+    lookup = ({"build_table": module.build_table, "step": module.step_lut, "pace": module.pace_lut}
+              if plan is not None else None)
+    return GeneratedModel(analysis=analysis, protocol=protocol, kernel=module.step, pace=module.pace,
+                          source_path=target, key=key, timings=timings, plan=plan, lookup=lookup)
 
 
 def initial_state(a: ModelAnalysis) -> np.ndarray:

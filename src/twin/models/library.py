@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
-from .base import ReactionModel
+from .base import LookupKernels, ReactionModel
 from .codegen import GENERATOR_VERSION, build_kernel, initial_state
 
 logger = logging.getLogger(__name__)
@@ -133,6 +133,9 @@ def _load(path: str, mtime: float) -> ReactionModel:
         param_choices=choices,
         kind=kind,
         currents=_currents(meta.get("twin_currents", ""), param_names, Path(path).name),
+        lookup=(LookupKernels(gen.lookup["build_table"], gen.lookup["step"], gen.lookup["pace"],
+                              tuple(gen.plan.columns), tuple(gen.plan.parameters))
+                if gen.lookup is not None and gen.plan is not None else None),
     )
     logger.debug("model %s prepared in %.2f s (%s)", name, time.perf_counter() - t0, gen.timings)
     return model

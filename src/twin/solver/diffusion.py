@@ -16,8 +16,10 @@ import logging
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from numba import prange
 
 from ..errors import SolverError
+from ..jit import PARALLEL, njit
 from .linalg import N_BLOCKS, csr_matvec, pcg
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,21 @@ def _csr_arrays(mat: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return (np.array(mat.indptr, dtype=np.int64, copy=True),
             np.array(mat.indices, dtype=np.uint32, copy=True),
             np.array(mat.data, dtype=np.float64, copy=True))
+
+
+@njit(**PARALLEL)
+def _predict(v, v_old, delta, have_delta):  # pragma: no cover - JIT
+    """Keep ``v`` in ``v_old`` and move ``v`` by the last step's change (the PCG start)."""
+    for i in prange(v.shape[0]):
+        v_old[i] = v[i]
+        if have_delta:
+            v[i] += delta[i]
+
+
+@njit(**PARALLEL)
+def _change(v, v_old, delta):  # pragma: no cover - JIT
+    for i in prange(v.shape[0]):
+        delta[i] = v[i] - v_old[i]
 
 
 def stability_limit(stiffness: sp.csr_matrix, lumped: np.ndarray) -> float:
@@ -88,6 +105,7 @@ class DiffusionStepper:
         m_mat = sp.diags(mass).tocsr() if lumped else mass.tocsr()
         self.iterations_total = 0
         self.solves = 0
+        self._have_delta = False
         if method == "explicit":
             if not lumped:
                 raise SolverError("explicit diffusion needs a lumped mass matrix")
@@ -116,6 +134,11 @@ class DiffusionStepper:
             raise SolverError(f"unknown diffusion method '{method}'")
         self._rhs = np.zeros(n)
         self._work = [np.zeros(n) for _ in range(4)]
+        # the previous step's change of V: the start of the next solve (a front moves a small
+        # fraction of an element per step, so last step's change is a close guess of this one's)
+        self._v_old = np.zeros(n)
+        self._delta = np.zeros(n)
+        self._have_delta = False
         self._partial = np.zeros(3 * N_BLOCKS)
 
     def step(self, v: np.ndarray) -> int:
@@ -134,6 +157,7 @@ class DiffusionStepper:
             return 0
         r, z, p, q = self._work
         ai, aj, av = self._a
+        _predict(v, self._v_old, self._delta, self._have_delta)
         its = pcg(ai, aj, av, self._diag_inv, self._rhs, v, self.tol, self.max_iter, r, z, p, q,
                   self._partial)
         if its == -2:
@@ -141,9 +165,24 @@ class DiffusionStepper:
         if its < 0:
             raise SolverError(f"the diffusion solve did not converge in {self.max_iter} PCG iterations "
                               f"(tolerance {self.tol:g}); raise solver.max_iterations or check the mesh")
+        _change(v, self._v_old, self._delta)
+        self._have_delta = True
         self.iterations_total += its
         self.solves += 1
         return its
+
+    def checkpoint_arrays(self) -> dict[str, np.ndarray]:
+        """What a resumed run needs to continue bit for bit: the last step's change of V."""
+        if self._a is None or not self._have_delta:
+            return {}
+        return {"diffusion_delta": self._delta}
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take back :meth:`checkpoint_arrays` (a checkpoint without them starts cold)."""
+        delta = arrays.get("diffusion_delta")
+        self._have_delta = delta is not None and self._a is not None
+        if self._have_delta:
+            self._delta[:] = delta
 
     def warm_up(self) -> None:
         """Compile the kernels on a copy of a tiny problem's data (so compile time is measured apart)."""
@@ -153,3 +192,4 @@ class DiffusionStepper:
         self._rhs[:] = rhs_backup
         self.iterations_total = 0
         self.solves = 0
+        self._have_delta = False

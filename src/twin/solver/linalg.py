@@ -81,9 +81,14 @@ def _residual_and_precond(b, x_in, indptr, indices, data, r, z, diag_inv, partia
 
 
 @njit(**PARALLEL)
-def _matvec_dot(indptr, indices, data, p, q, partial):  # pragma: no cover - JIT
-    """``q = A p`` and returns ``p·q``, fused in one pass over fixed row blocks."""
-    n = p.shape[0]
+def _direction(indptr, indices, data, z, p, q, beta, first, partial):  # pragma: no cover - JIT
+    """New search direction and its image in one pass: ``p = z + βp`` and ``q = A z + βq``
+    (= A p, as A p_old = q_old), returning ``p·q``; ``first`` sets ``p = z``, ``q = A z``.
+
+    Recurring ``q`` instead of computing ``A p`` after ``p`` lets the mat-vec read ``z``,
+    which is complete before the pass starts: one pass and one barrier fewer per iteration.
+    """
+    n = z.shape[0]
     nb = partial.shape[0] // 3
     chunk = (n + nb - 1) // nb
     for k in prange(nb):
@@ -91,9 +96,16 @@ def _matvec_dot(indptr, indices, data, p, q, partial):  # pragma: no cover - JIT
         for i in range(k * chunk, min(n, (k + 1) * chunk)):
             s = 0.0
             for j in range(indptr[i], indptr[i + 1]):
-                s += data[j] * p[indices[j]]
-            q[i] = s
-            acc += p[i] * s
+                s += data[j] * z[indices[j]]
+            if first:
+                pi = z[i]
+                qi = s
+            else:
+                pi = z[i] + beta * p[i]
+                qi = s + beta * q[i]
+            p[i] = pi
+            q[i] = qi
+            acc += pi * qi
         partial[k] = acc
     total = 0.0
     for k in range(nb):
@@ -128,12 +140,6 @@ def _update_precond(x, r, z, p, q, diag_inv, alpha, partial):  # pragma: no cove
     return rr, rz
 
 
-@njit(**PARALLEL)
-def _update_p(p, z, beta):  # pragma: no cover - JIT
-    for i in prange(p.shape[0]):
-        p[i] = z[i] + beta * p[i]
-
-
 @njit(**NJIT)
 def pcg(indptr, indices, data, diag_inv, b, x, tol, max_iter, r, z, p, q, partial):  # pragma: no cover
     """Solve ``A x = b`` (A symmetric positive definite, CSR) by Jacobi-PCG.
@@ -148,8 +154,9 @@ def pcg(indptr, indices, data, diag_inv, b, x, tol, max_iter, r, z, p, q, partia
         Iterations used, ``-1`` if ``max_iter`` was reached, ``-2`` when a
         non-finite value appeared (a NaN in ``b`` or a breakdown).
     """
-    # three parallel passes per iteration (mat-vec with p·q; update with r·r and r·z; new p):
-    # each pass ends in a barrier, and on a busy machine every barrier costs a descheduled thread
+    # two parallel passes per iteration (new direction with its mat-vec and p·q; update with r·r
+    # and r·z): each pass ends in a barrier, and on a busy machine every barrier costs a
+    # descheduled thread
     rr, rz, b_norm2 = _residual_and_precond(b, x, indptr, indices, data, r, z, diag_inv, partial)
     if not np.isfinite(b_norm2):
         return -2
@@ -158,16 +165,14 @@ def pcg(indptr, indices, data, diag_inv, b, x, tol, max_iter, r, z, p, q, partia
     stop2 = tol * tol * b_norm2
     if rr <= stop2:
         return 0
-    for i in range(p.shape[0]):
-        p[i] = z[i]
+    pq = _direction(indptr, indices, data, z, p, q, 0.0, True, partial)
     for it in range(1, max_iter + 1):
-        pq = _matvec_dot(indptr, indices, data, p, q, partial)
         alpha = rz / pq
         rr, rz_new = _update_precond(x, r, z, p, q, diag_inv, alpha, partial)
         if rr <= stop2:
             return it
         if not np.isfinite(rr):
             return -2
-        _update_p(p, z, rz_new / rz)
+        pq = _direction(indptr, indices, data, z, p, q, rz_new / rz, False, partial)
         rz = rz_new
     return -1

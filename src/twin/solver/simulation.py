@@ -24,6 +24,7 @@ from ..errors import DivergenceError, OutputError, SolverError, TwinError
 from ..io.checkpoint import load_checkpoint, save_checkpoint
 from ..io.output import RunFolder
 from ..jit import threading_layer
+from ..models.lookup import LookupSettings, ReactionStepper
 from ..observers.activation import ActivationMap
 from ..observers.probes import ProbeRecorder
 from .diffusion import DiffusionStepper
@@ -150,6 +151,11 @@ class Simulation:
                                           problem.case.spec.tissue.cm, solver.dt, theta=solver.theta,
                                           method=solver.diffusion, tol=solver.tolerance,
                                           max_iter=solver.max_iterations)
+        lut = solver.lookup_table
+        self.reaction = ReactionStepper(problem.model, problem.params, problem.node_region, solver.reaction_substeps,
+                                        LookupSettings(lut.enabled, lut.v_min, lut.v_max, lut.dv))
+        # the step the kernel is called with: half of dt twice per step under Strang splitting
+        self.reaction_dt = 0.5 * self.dt if solver.splitting == "strang" else self.dt
         self.setup_time = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ helpers
@@ -157,8 +163,7 @@ class Simulation:
         """Compile every kernel on tiny inputs of the real types; return seconds spent."""
         p = self.problem
         t0 = time.perf_counter()
-        tiny = p.model.initial_states(2)
-        p.model.kernel(tiny, p.params, np.zeros(2, np.int32), np.zeros(2), self.dt, 1)
+        self.reaction.warm_up(self.reaction_dt)
         self.diffusion.warm_up()
         ActivationMap(2, 0.0).update(np.zeros(2), np.zeros(2), 0.0, self.dt)
         out = p.case.spec.outputs
@@ -183,7 +188,6 @@ class Simulation:
         n = p.n_nodes
         model = p.model
         vm_row = model.vm_index
-        sub = spec.solver.reaction_substeps
         strang = spec.solver.splitting == "strang"
         dt = self.dt
         compile_time = self._compile()
@@ -198,9 +202,8 @@ class Simulation:
         updaters = [o for o in (repol, reentry) if o is not None]
         self._extra = [o for o in (repol, ecg, reentry) if o is not None]
         stimuli = StimulusSet(p.stimuli, n)
-        region = p.node_region
-        params = p.params
-        kernel = model.kernel
+        react = self.reaction
+        rdt = self.reaction_dt
         out_every = self._every(spec.outputs.interval) if self.folder else 0
         ckpt_every = self._every(spec.outputs.checkpoint_interval) if self.folder else 0
         field_rows = {name: (vm_row if name == "Vm" else model.state_names.index(name))
@@ -223,42 +226,48 @@ class Simulation:
         report_every = max(1, self.n_steps // 100)
         clock = time.perf_counter
         t_solve = clock()
-        for step in range(start_step, self.n_steps):
-            t = step * dt
-            c0 = clock()
-            if strang:
-                kernel(states, params, region, stimuli.at(t + 0.25 * dt), 0.5 * dt, sub)
-            else:
-                kernel(states, params, region, stimuli.at(t + 0.5 * dt), dt, sub)
-            # a NaN from the reaction step is caught here, before diffusion smears it over the mesh
-            _check_finite(v, t + dt, step + 1)
-            c1 = clock()
-            if self.diffusion.step(v) == -2:
-                raise DivergenceError(t + dt, step + 1, int(np.argmax(np.abs(v_prev))))
-            c2 = clock()
-            if strang:
-                kernel(states, params, region, stimuli.at(t + 0.75 * dt), 0.5 * dt, sub)
+        finished = False
+        try:
+            for step in range(start_step, self.n_steps):
+                t = step * dt
+                c0 = clock()
+                react(states, stimuli.at(t + 0.25 * dt) if strang else stimuli.at(t + 0.5 * dt), rdt)
+                # a NaN from the reaction step is caught here, before diffusion smears it over the mesh
                 _check_finite(v, t + dt, step + 1)
-            c3 = clock()
-            activation.update(v_prev, v, t, dt)
-            for obs in updaters:
-                obs.update(v_prev, v, t, dt)
-            if ecg is not None:
-                ecg.record(step + 1, t + dt, v)
-            v_prev[:] = v
-            probes.record(step + 1, t + dt, v)
-            c4 = clock()
-            if out_every and (step + 1) % out_every == 0:
-                self._write_frame(step + 1, t + dt, states, field_rows)
-            if ckpt_every and (step + 1) % ckpt_every == 0 and step + 1 < self.n_steps:
-                self._checkpoint(step + 1, states, v_prev, activation, probes, fingerprint)
-            c5 = clock()
-            timers["reaction"] += (c1 - c0) + (c3 - c2)
-            timers["diffusion"] += c2 - c1
-            timers["observers"] += c4 - c3
-            timers["output"] += c5 - c4
-            if self.progress is not None and ((step + 1) % report_every == 0 or step + 1 == self.n_steps):
-                self.progress((step + 1) / self.n_steps, t + dt)
+                c1 = clock()
+                if self.diffusion.step(v) == -2:
+                    raise DivergenceError(t + dt, step + 1, int(np.argmax(np.abs(v_prev))))
+                c2 = clock()
+                if strang:
+                    react(states, stimuli.at(t + 0.75 * dt), rdt)
+                    _check_finite(v, t + dt, step + 1)
+                c3 = clock()
+                activation.update(v_prev, v, t, dt)
+                for obs in updaters:
+                    obs.update(v_prev, v, t, dt)
+                if ecg is not None:
+                    ecg.record(step + 1, t + dt, v)
+                v_prev[:] = v
+                probes.record(step + 1, t + dt, v)
+                c4 = clock()
+                if out_every and (step + 1) % out_every == 0:
+                    self._write_frame(step + 1, t + dt, states, field_rows)
+                if ckpt_every and (step + 1) % ckpt_every == 0 and step + 1 < self.n_steps:
+                    self._checkpoint(step + 1, states, v_prev, activation, probes, fingerprint)
+                c5 = clock()
+                timers["reaction"] += (c1 - c0) + (c3 - c2)
+                timers["diffusion"] += c2 - c1
+                timers["observers"] += c4 - c3
+                timers["output"] += c5 - c4
+                if self.progress is not None and ((step + 1) % report_every == 0 or step + 1 == self.n_steps):
+                    self.progress((step + 1) / self.n_steps, t + dt)
+            finished = True
+        finally:
+            if self.folder is not None:
+                # frames still in the writer thread: on disk before the run reports (or fails)
+                c0 = clock()
+                self.folder.wait_frames(raise_errors=finished, close=True)
+                timers["output"] += clock() - c0
         solve_time = clock() - t_solve
 
         t_out = clock()
@@ -360,9 +369,11 @@ class Simulation:
     def _checkpoint(self, step: int, states: np.ndarray, v_prev: np.ndarray, activation: ActivationMap,
                     probes: ProbeRecorder, fingerprint: str) -> None:
         assert self.folder is not None
+        self.folder.wait_frames()  # a resumed run keeps the frames up to its checkpoint: they must exist
         save_checkpoint(self.folder.checkpoint_path,
                         {"states": states, "v_prev": v_prev, "activation": activation.times,
                          "probe_times": probes.times[: step + 1], "probe_values": probes.values[: step + 1],
+                         **self.diffusion.checkpoint_arrays(),
                          **{k: v for o in self._extra for k, v in o.checkpoint_arrays().items()}},
                         {"step": step, "time": step * self.dt, "dt": self.dt, "fingerprint": fingerprint,
                          "mesh_hash": self.problem.mesh_hash})
@@ -381,6 +392,7 @@ class Simulation:
                               f"solver.end_time = {self.n_steps * self.dt} ms")
         states[:] = arrays["states"]
         v_prev[:] = arrays["v_prev"]
+        self.diffusion.restore(arrays)
         activation.times[:] = arrays["activation"]
         k = len(arrays["probe_times"])
         probes.times[:k] = arrays["probe_times"]
@@ -413,7 +425,7 @@ class Simulation:
             "versions": versions(),
             "machine": {"platform": platform.platform(), "threads": numba.get_num_threads(),
                         "threading_layer": threading_layer()},
-            "run": {"end_time_ms": end_time, "dt_ms": self.dt, "steps": steps,
+            "run": {"end_time_ms": end_time, "dt_ms": self.dt, "steps": steps, "reaction": self.reaction.info(),
                     "pcg_iterations_mean": (self.diffusion.iterations_total / self.diffusion.solves
                                             if self.diffusion.solves else 0.0),
                     "explicit_dt_limit_ms": (None if not np.isfinite(self.diffusion.dt_limit)

@@ -1,0 +1,193 @@
+"""Lookup tables of voltage-dependent rates: build them, and step the reaction with them.
+
+openCARP's LIMPET evaluates the exponentials of gating rates once, on a grid of
+V, and interpolates linearly at run time; most of a ten Tusscher–Panfilov step
+is such exponentials.  :func:`twin.models.codegen.plan_lookup` decides which
+values of a model are functions of V alone (per parameter row) and generates
+``build_table``/``step_lut``; this module builds the tables for the parameter
+rows of a run and picks the kernel each step.
+
+Accuracy: linear interpolation errs by at most ``dv²/8 · max|f''|`` per column;
+with the default ``dv = 0.02 mV`` the single-cell action potentials stay within
+the CVODE reference tolerances (``tests/test_models_reference.py`` checks every
+tabulated model both ways).  A V off the table (beyond ``v_min``/``v_max``)
+takes the exact branch, so a strong stimulus is never clipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ModelError
+from .base import ReactionModel
+
+logger = logging.getLogger(__name__)
+
+#: the grid starts this fraction of ``dv`` above ``v_min`` so that no grid point falls on a round
+#: voltage, where models have removable singularities such as (V - 15)/(exp(c (V - 15)) - 1)
+GRID_OFFSET = 0.3090169943749474
+
+
+@dataclass(frozen=True)
+class LookupSettings:
+    """Range and spacing of the tables [mV]; ``enabled=False`` evaluates every rate exactly."""
+
+    enabled: bool = True
+    v_min: float = -120.0
+    v_max: float = 80.0
+    dv: float = 0.02
+
+    @property
+    def rows(self) -> int:
+        return int(np.floor((self.v_max - self.v_min) / self.dv)) + 1
+
+
+class LookupTables:
+    """The tables of one model for the rows of a parameter table and one sub-step ``h_dt``.
+
+    Region rows that agree on every parameter the table depends on share a table.
+
+    Parameters
+    ----------
+    model
+        A model with a lookup plan (``model.lookup is not None``).
+    params
+        ``(n_rows, n_params)`` parameter table of the run.
+    h_dt
+        Reaction sub-step [ms] the Rush–Larsen factors are built for.
+    settings
+        Range and spacing.
+
+    Raises
+    ------
+    ModelError
+        When a tabulated value is not finite on the grid (e.g. a time constant crossing zero in
+        the range): the caller then steps exactly.
+    """
+
+    def __init__(self, model: ReactionModel, params: np.ndarray, h_dt: float, settings: LookupSettings) -> None:
+        if model.lookup is None:
+            raise ModelError(f"model '{model.name}' has no lookup table")
+        if settings.dv <= 0 or settings.v_max <= settings.v_min:
+            raise ModelError(f"lookup table range [{settings.v_min}, {settings.v_max}] mV with dv = "
+                             f"{settings.dv} mV is empty")
+        self.h_dt = float(h_dt)
+        self.v_lo = settings.v_min + GRID_OFFSET * settings.dv
+        self.dv = settings.dv
+        self.inv_dv = 1.0 / settings.dv
+        rows = settings.rows
+        cols = model.lookup.columns
+        key_cols = list(model.lookup.parameters)
+        keys: dict[tuple[float, ...], int] = {}
+        table_of_row = np.empty(len(params), dtype=np.int32)
+        for r, row in enumerate(params):
+            k = tuple(float(x) for x in row[key_cols])
+            table_of_row[r] = keys.setdefault(k, len(keys))
+        self.tables = np.empty((len(keys), rows, len(cols)))
+        first_row = {t: r for r, t in reversed(list(enumerate(table_of_row)))}
+        for t in range(len(keys)):
+            p = np.ascontiguousarray(params[first_row[t]], dtype=np.float64)
+            model.lookup.build_table(p, self.h_dt, self.v_lo, self.dv, self.tables[t])
+        bad = ~np.isfinite(self.tables)
+        if bad.any():
+            t, i, c = (int(x[0]) for x in np.nonzero(bad))
+            raise ModelError(f"model '{model.name}': lookup column {cols[c]!r} is not finite at "
+                             f"V = {self.v_lo + i * self.dv:.4f} mV")
+        self.table_of_row = table_of_row
+        self.columns = cols
+        self.model = model
+        self._params = params
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.tables.nbytes)
+
+    def midpoint_error(self) -> dict[str, float]:
+        """Largest |interpolated - exact| halfway between grid points, per column, over all tables.
+
+        Relative to the column's range on the grid (0 for a constant column): what the table
+        costs in accuracy, recorded in the run summary.
+        """
+        rows, n_cols = self.tables.shape[1], len(self.columns)
+        worst = np.zeros(n_cols)
+        for t in range(self.tables.shape[0]):
+            r = int(np.flatnonzero(self.table_of_row == t)[0])
+            exact = np.empty((rows - 1, n_cols))
+            self.model.lookup.build_table(np.ascontiguousarray(self._params[r], dtype=np.float64), self.h_dt,
+                                          self.v_lo + 0.5 * self.dv, self.dv, exact)
+            tab = self.tables[t]
+            err = np.abs(0.5 * (tab[:-1] + tab[1:]) - exact).max(axis=0)
+            span = np.ptp(tab, axis=0)
+            worst = np.maximum(worst, np.divide(err, span, out=np.zeros(n_cols), where=span > 0))
+        return dict(zip(self.columns, map(float, worst)))
+
+
+class ReactionStepper:
+    """Advances every node's reaction by ``dt``: through the lookup tables when the model has
+    them and they are enabled, else exactly.
+
+    Parameters
+    ----------
+    model, params, region
+        The model, the ``(n_rows, n_params)`` table and each node's row.
+    n_sub
+        Reaction sub-steps per call.
+    settings
+        Lookup-table settings (``None`` or ``enabled=False``: exact).
+    """
+
+    def __init__(self, model: ReactionModel, params: np.ndarray, region: np.ndarray, n_sub: int,
+                 settings: LookupSettings | None = None) -> None:
+        self.model = model
+        self.params = params
+        self.region = region
+        self.n_sub = n_sub
+        self.settings = settings if settings is not None and settings.enabled and model.lookup else None
+        self._tables: dict[float, LookupTables | None] = {}
+
+    def prepare(self, dt: float) -> LookupTables | None:
+        """Build (once) the tables for steps of ``dt`` [ms]; ``None`` when stepping exactly."""
+        if self.settings is None:
+            return None
+        if dt not in self._tables:
+            try:
+                self._tables[dt] = LookupTables(self.model, self.params, dt / self.n_sub, self.settings)
+            except ModelError as exc:
+                logger.warning("%s; stepping the reaction exactly", exc)
+                self._tables[dt] = None
+        return self._tables[dt]
+
+    def warm_up(self, dt: float) -> None:
+        """Build the tables for ``dt`` and compile the kernel it will use, on two spare nodes."""
+        tiny = self.model.initial_states(2)
+        region, params = self.region, self.params
+        try:
+            self.region = np.zeros(2, dtype=self.region.dtype)
+            self(tiny, np.zeros(2), dt)
+        finally:
+            self.region = region
+            self.params = params
+
+    @property
+    def uses_tables(self) -> bool:
+        return any(t is not None for t in self._tables.values())
+
+    def __call__(self, states: np.ndarray, i_stim: np.ndarray, dt: float) -> None:
+        tables = self.prepare(dt)
+        if tables is None:
+            self.model.kernel(states, self.params, self.region, i_stim, dt, self.n_sub)
+        else:
+            self.model.lookup.step(states, self.params, self.region, i_stim, dt, self.n_sub, tables.tables,
+                                   tables.table_of_row, tables.v_lo, tables.inv_dv)
+
+    def info(self) -> dict:
+        """What the run used (for ``summary.json``)."""
+        if not self.uses_tables:
+            return {"lookup_table": False}
+        t = next(t for t in self._tables.values() if t is not None)
+        return {"lookup_table": True, "v_min_mV": self.settings.v_min, "v_max_mV": self.settings.v_max,
+                "dv_mV": self.settings.dv, "columns": len(t.columns), "tables": int(t.tables.shape[0]),
+                "bytes": sum(x.nbytes for x in self._tables.values() if x is not None)}

@@ -1,0 +1,188 @@
+"""Lookup tables of voltage-dependent rates: what is tabulated, how exact it is, and how runs use it.
+
+The single-cell comparison of every tabulated model with Myokit's CVODE is in
+``test_model_library.py`` (``test_kernel_matches_cvode[...-lookup]``).
+"""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from twin.case import case_from_text
+from twin.errors import CaseError, ModelError
+from twin.models import get_model
+from twin.models.library import load_model_file
+from twin.models.lookup import LookupSettings, LookupTables, ReactionStepper
+from twin.solver.setup import build_problem
+from twin.solver.simulation import Simulation
+
+DT = 0.01
+
+
+def beat_states(model, n: int) -> np.ndarray:
+    """``n`` nodes holding states sampled evenly over one paced beat (every V branch is met)."""
+    steps = 40_000
+    s = model.initial_states(1)
+    out = np.empty((model.n_states, steps + 1))
+    out[:, 0] = s[:, 0]
+    assert model.cell_kernel(s, model.param_defaults.copy(), float(model.cell_stimulus), 1.0, 1.0, 1000.0,
+                             DT, steps, 1, 1, out) < 0
+    return np.ascontiguousarray(out[:, np.linspace(0, steps, n).astype(int)])
+
+
+def test_tp06_plan_tabulates_the_gates_and_the_voltage_factors():
+    m = get_model("tentusscher_2006")
+    cols = m.lookup.columns
+    gates = {c.split(":", 1)[1] for c in cols if c.startswith("inf:")}
+    # every Hodgkin-Huxley gate of TP06 has V-only rates; fCass depends on Ca_ss and is not one
+    assert gates == {"ina.m", "ina.h", "ina.j", "ikr.xr1", "ikr.xr2", "iks.xs", "ito.r", "ito.s",
+                     "ical.d", "ical.f", "ical.f2"}
+    assert all(f"rl:{g}" in cols for g in gates)
+    # I_K1 depends on V - E_K (E_K follows K_i): it must stay exact
+    assert not any("E_K" in c for c in cols)
+    names = [m.param_names[j] for j in m.lookup.parameters]
+    assert "celltype" in names and "G_Kr" not in names and "G_CaL" not in names
+
+
+def test_generic_and_cheap_models_have_no_table():
+    assert get_model("fisher_kpp").lookup is None       # generic: its 'V' is not in mV
+    assert get_model("aliev_panfilov").lookup is None   # no transcendental call to save
+
+
+@pytest.mark.parametrize("name", ["tentusscher_2006", "ohara_rudy_2011", "courtemanche_1998"])
+def test_tissue_step_with_tables_matches_exact_step(name):
+    m = get_model(name)
+    n = 400
+    states = beat_states(m, n)
+    # a few nodes far off the table (a strong stimulus): they must take the exact branch
+    vm = m.vm_index
+    states[vm, :3] = [150.0, -190.0, 95.0]
+    params = m.param_defaults[None, :].copy()
+    region = np.zeros(n, np.int32)
+    stim = np.zeros(n)
+    exact = states.copy()
+    m.kernel(exact, params, region, stim, DT, 1)
+    stepper = ReactionStepper(m, params, region, 1, LookupSettings())
+    lut = states.copy()
+    stepper(lut, stim, DT)
+    assert stepper.uses_tables
+    np.testing.assert_array_equal(lut[:, :3], exact[:, :3])
+    scale = np.abs(exact).max(axis=1, keepdims=True) + 1e-12
+    assert np.abs(lut - exact).max() > 0.0                 # the tables were used...
+    assert (np.abs(lut - exact) / scale).max() < 1e-6      # ...and cost < 1e-6 of each state's range
+
+
+def test_interpolation_error_is_second_order_in_dv():
+    m = get_model("tentusscher_2006")
+    params = m.param_defaults[None, :].copy()
+    errs = []
+    for dv in (0.08, 0.04, 0.02):
+        t = LookupTables(m, params, DT, LookupSettings(True, -100.0, 60.0, dv))
+        e = t.midpoint_error()
+        # the piecewise rates of I_Na switch branch at V = -40 mV: those columns jump there and
+        # are first order in dv; every smooth column must be second order
+        smooth = [c for c in e if "ina.h" not in c and "ina.j" not in c]
+        errs.append(max(e[c] for c in smooth))
+    orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+    assert np.all(np.abs(orders - 2.0) < 0.15), orders
+    assert errs[-1] < 1e-5
+
+
+def test_region_rows_share_tables_unless_the_table_depends_on_them():
+    m = get_model("tentusscher_2006")
+    base = m.param_defaults
+    rows = np.array([base, m.parameter_row({"G_Kr": "x0.5"}), m.parameter_row({"celltype": "endo"})])
+    t = LookupTables(m, rows, DT, LookupSettings())
+    assert t.tables.shape[0] == 2
+    assert list(t.table_of_row) == [0, 0, 1]
+
+
+def _model_file(tmp_path: Path, inf: str) -> Path:
+    path = tmp_path / "steep.mmt"
+    path.write_text(textwrap.dedent(f"""\
+        [[model]]
+        name: steep
+        membrane.V = -80
+        gate.x = 0.1
+
+        [engine]
+        time = 0 [ms]
+            in [ms]
+            bind time
+        pace = 0
+            bind pace
+
+        [stimulus]
+        i_stim = engine.pace * -40 [A/F]
+            in [A/F]
+            label stimulus_current
+
+        [membrane]
+        dot(V) = -(gate.x * (V + 80 [mV]) / 1 [ms] + stimulus.i_stim)
+            in [mV]
+            label membrane_potential
+
+        [gate]
+        dot(x) = (inf - x) / tau
+            in [1]
+        inf = {inf}
+            in [1]
+        tau = 1 [ms] + 2 [ms] * exp(-(membrane.V + 40 [mV])^2 / 300 [mV^2])
+            in [ms]
+
+        [[protocol]]
+        1.0      1       1        1000     0
+        """), encoding="utf-8")
+    return path
+
+
+def test_a_table_that_overflows_falls_back_to_exact_stepping(tmp_path, caplog):
+    m = load_model_file(_model_file(tmp_path, "exp(membrane.V / 5 [mV])"))
+    assert m.lookup is not None
+    with pytest.raises(ModelError, match="not finite"):
+        LookupTables(m, m.param_defaults[None, :].copy(), DT, LookupSettings(True, -120.0, 4000.0, 0.5))
+    stepper = ReactionStepper(m, m.param_defaults[None, :].copy(), np.zeros(2, np.int32), 1,
+                              LookupSettings(True, -120.0, 4000.0, 0.5))
+    with caplog.at_level(logging.WARNING):
+        stepper(m.initial_states(2), np.zeros(2), DT)
+    assert not stepper.uses_tables
+    assert "stepping the reaction exactly" in caplog.text
+
+
+CASE = """
+name: lut
+mesh: {{generator: box, size: [4 mm, 1 mm, 1 mm], spacing: 0.5 mm}}
+tissue: {{sigma_l: 0.17 S/m, sigma_t: 0.019 S/m, chi: 140 1/mm, cm: 1 uF/cm^2,
+         fibres: {{source: uniform, direction: [1, 0, 0]}}}}
+model: {{name: tentusscher_2006}}
+stimuli:
+  - {{name: s, region: {{box: {{min: [0, 0, 0], max: [0.5, 1, 1]}}}}, strength: 50000 uA/cm^3,
+     start: 0 ms, duration: 2 ms}}
+solver: {{dt: 0.02 ms, end_time: 30 ms{extra}}}
+"""
+
+
+def test_runs_use_tables_by_default_and_can_turn_them_off():
+    on = Simulation(build_problem(case_from_text(CASE.format(extra="")))).run()
+    off = Simulation(build_problem(case_from_text(CASE.format(extra=", lookup_table: false")))).run()
+    assert on.summary["run"]["reaction"]["lookup_table"] is True
+    assert on.summary["run"]["reaction"]["columns"] == len(get_model("tentusscher_2006").lookup.columns)
+    assert off.summary["run"]["reaction"] == {"lookup_table": False}
+    assert np.isfinite(on.activation).all()
+    assert np.abs(on.activation - off.activation).max() < 1e-3   # [ms]
+    assert np.abs(on.states[0] - off.states[0]).max() < 1e-2     # [mV]
+
+
+@pytest.mark.parametrize("bad,match", [
+    (", lookup_table: {v_min: 50 mV, v_max: -50 mV}", "v_max"),
+    (", lookup_table: {dv: 0 mV}", "dv"),
+    (", lookup_table: {spacing: 0.1}", "spacing"),
+])
+def test_bad_table_settings_are_case_errors(bad, match):
+    with pytest.raises(CaseError, match=match):
+        case_from_text(CASE.format(extra=bad))
