@@ -187,7 +187,7 @@ def memory_probe(case: str, end_time: float, traced: bool) -> dict:
     _arrays(problem, "problem", seen, arrays)
     total_arrays = sum(arrays.values())
     out = {"case": case, "nodes": n, "tetrahedra": int(problem.mesh.n_tets),
-           "stiffness_nnz": int(problem.stiffness.nnz), "build_s": t_build,
+           "system_nnz": problem.diffusion.nnz, "build_s": t_build,
            "peak_method": "VmHWM after clear_refs" if exact_peak else "ru_maxrss",
            "rss_before": rss0, "rss_peak_delta": hwm - rss0, "rss_retained_delta": rss1 - rss0,
            "arrays_total": total_arrays,

@@ -62,7 +62,7 @@ def bench_triad(measure, triad, threads):
 def _stiffness_arrays(kind: str):
     from twin.fem.assembly import conductivity_tensors, stiffness_matrix
     from twin.mesh.generate import box_mesh
-    from twin.solver.diffusion import _csr_arrays
+    from twin.solver.diffusion import _shared_pattern
 
     if kind == "niederer":
         from twin.verify.niederer import SLAB_SIZE, monodomain_conductivities
@@ -75,7 +75,8 @@ def _stiffness_arrays(kind: str):
         k = stiffness_matrix(mesh.points, mesh.tets, np.full(mesh.n_tets, 0.1))
     else:
         raise ValueError(kind)
-    return _csr_arrays(k)
+    indptr, indices, (data,) = _shared_pattern(k)
+    return indptr, indices, data
 
 
 @pytest.fixture(scope="module", params=[pytest.param("niederer", marks=pytest.mark.ci), "box_8M"])
@@ -119,13 +120,8 @@ def bench_matvec(measure, matrix, threads):
 # --------------------------------------------------------------------------- PCG
 @pytest.fixture(scope="module")
 def niederer_stepper():
-    from twin.solver.diffusion import DiffusionStepper
-
     problem = C.build(C.niederer_case_text(C.NIEDERER_DT))
-    spec = problem.case.spec
-    stepper = DiffusionStepper(problem.stiffness, problem.mass, spec.tissue.chi, spec.tissue.cm, spec.solver.dt,
-                               theta=spec.solver.theta, tol=spec.solver.tolerance,
-                               max_iter=spec.solver.max_iterations)
+    stepper = problem.diffusion
     x = problem.mesh.points[:, 0]
     v = -85.0 + 105.0 / (1.0 + np.exp((x - 5.0) / 0.5))
     return stepper, np.ascontiguousarray(v)
@@ -138,8 +134,8 @@ def bench_pcg(measure, niederer_stepper, threads):
 
     _threads_or_skip(threads)
     st, v = niederer_stepper
-    bi, bj, bv = st._b
-    ai, aj, av = st._a
+    bi, bj, bv = st._indptr, st._indices, st._b
+    ai, aj, av = st._indptr, st._indices, st._a
     n = v.shape[0]
     rhs = np.zeros(n)
     x = np.zeros(n)

@@ -19,6 +19,7 @@ from ..mesh.quality import guess_unit, implausible_size
 from ..mesh.regions import Selection, describe_bounds, select, select_nodes
 from ..models import ReactionModel, get_model
 from ..observers.probes import locate_points, probe_table
+from .diffusion import DiffusionStepper
 from .stimulus import StimulusProtocol
 
 logger = logging.getLogger(__name__)
@@ -44,10 +45,11 @@ class Problem:
         ``(n,)`` int32 index into ``tags`` for every node.
     params
         ``(len(tags), n_params)`` parameter table.
-    stiffness
-        K [mS] with the element conductivity tensors.
-    mass
-        Consistent mass (sparse) or lumped mass (array) [mm³].
+    diffusion
+        The diffusion half of the splitting, built from K [mS] (element conductivity tensors)
+        and the mass matrix [mm³] for the case's dt, θ and method.  K and M themselves are not
+        kept: the stepper's system matrices hold everything the time loop needs (a run at
+        another dt builds another problem).
     stimuli
         Stimulus protocols with node sets and amplitudes [mV/ms].
     probe_names, probe_nodes, probe_weights
@@ -60,7 +62,8 @@ class Problem:
     excitable
         ``(n,)`` bool: False for nodes inside dense scar (no stimulus reaches them).
     sigma
-        ``(m, 3, 3)`` element conductivity tensors [S/m] (for the pseudo-ECG).
+        ``(m, 3, 3)`` element conductivity tensors [S/m], kept only when the case asks for a
+        pseudo-ECG (which needs them; 390 B per node on a typical tet mesh otherwise wasted).
     timings
         Seconds spent per setup stage.
     """
@@ -72,8 +75,7 @@ class Problem:
     tags: np.ndarray
     node_region: np.ndarray
     params: np.ndarray
-    stiffness: sp.csr_matrix
-    mass: Any
+    diffusion: DiffusionStepper
     stimuli: list[StimulusProtocol]
     probe_names: list[str]
     probe_nodes: np.ndarray
@@ -235,6 +237,12 @@ def build_problem(case: Case) -> Problem:
         if isolated_mass is not None:
             mass = (mass + sp.diags(isolated_mass)).tocsr()
     timings["assembly"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    solver = spec.solver
+    diffusion = DiffusionStepper(stiffness, mass, tissue.chi, tissue.cm, solver.dt, theta=solver.theta,
+                                 method=solver.diffusion, tol=solver.tolerance, max_iter=solver.max_iterations)
+    del stiffness, mass   # the stepper's A and B replace them
+    timings["diffusion_setup"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     model = get_model(spec.model.name)
@@ -292,10 +300,11 @@ def build_problem(case: Case) -> Problem:
     timings["model_and_stimuli"] = time.perf_counter() - t0
     return Problem(case=case, mesh=mesh, mesh_hash=mesh_hash(mesh), model=model, tags=tags,
                    node_region=np.ascontiguousarray(node_region, dtype=np.int32), params=params,
-                   stiffness=stiffness, mass=mass, stimuli=stimuli, probe_names=names,
+                   diffusion=diffusion, stimuli=stimuli, probe_names=names,
                    probe_nodes=probe_nodes, probe_weights=probe_weights,
                    activation_threshold=model.activation_threshold if threshold is None else threshold,
-                   cell_fields=cell_fields, excitable=live, sigma=sigma, timings=timings)
+                   cell_fields=cell_fields, excitable=live,
+                   sigma=sigma if spec.outputs.ecg is not None else None, timings=timings)
 
 
 def _named_regions(case: Case, mesh: TetMesh) -> list[Selection]:

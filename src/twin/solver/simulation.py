@@ -27,7 +27,6 @@ from ..jit import threading_layer
 from ..models.lookup import LookupSettings, ReactionStepper
 from ..observers.activation import ActivationMap
 from ..observers.probes import ProbeRecorder
-from .diffusion import DiffusionStepper
 from .setup import Problem
 from .stimulus import StimulusSet
 
@@ -147,10 +146,7 @@ class Simulation:
         self.dt = solver.dt
         self.n_steps = int(round(solver.end_time / solver.dt))
         t0 = time.perf_counter()
-        self.diffusion = DiffusionStepper(problem.stiffness, problem.mass, problem.case.spec.tissue.chi,
-                                          problem.case.spec.tissue.cm, solver.dt, theta=solver.theta,
-                                          method=solver.diffusion, tol=solver.tolerance,
-                                          max_iter=solver.max_iterations)
+        self.diffusion = problem.diffusion  # built with the problem; its state is reset by run()
         lut = solver.lookup_table
         self.reaction = ReactionStepper(problem.model, problem.params, problem.node_region, solver.reaction_substeps,
                                         LookupSettings(lut.enabled, lut.v_min, lut.v_max, lut.dv))
