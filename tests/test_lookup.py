@@ -52,6 +52,7 @@ def test_tp06_plan_tabulates_the_gates_and_the_voltage_factors():
 def test_generic_and_cheap_models_have_no_table():
     assert get_model("fisher_kpp").lookup is None       # generic: its 'V' is not in mV
     assert get_model("aliev_panfilov").lookup is None   # no transcendental call to save
+    assert get_model("mitchell_schaeffer").lookup is None  # one exponential: measured no faster
 
 
 @pytest.mark.parametrize("name", ["tentusscher_2006", "ohara_rudy_2011", "courtemanche_1998"])
@@ -109,6 +110,7 @@ def _model_file(tmp_path: Path, inf: str) -> Path:
         name: steep
         membrane.V = -80
         gate.x = 0.1
+        gate.y = 0.9
 
         [engine]
         time = 0 [ms]
@@ -123,7 +125,7 @@ def _model_file(tmp_path: Path, inf: str) -> Path:
             label stimulus_current
 
         [membrane]
-        dot(V) = -(gate.x * (V + 80 [mV]) / 1 [ms] + stimulus.i_stim)
+        dot(V) = -(gate.x * gate.y * (V + 80 [mV]) / 1 [ms] + stimulus.i_stim)
             in [mV]
             label membrane_potential
 
@@ -134,6 +136,8 @@ def _model_file(tmp_path: Path, inf: str) -> Path:
             in [1]
         tau = 1 [ms] + 2 [ms] * exp(-(membrane.V + 40 [mV])^2 / 300 [mV^2])
             in [ms]
+        dot(y) = (1 / (1 + exp((membrane.V + 20 [mV]) / 5 [mV])) - y) / (3 [ms] + 1 [ms] * exp(-membrane.V / 50 [mV]))
+            in [1]
 
         [[protocol]]
         1.0      1       1        1000     0

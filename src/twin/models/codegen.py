@@ -201,7 +201,7 @@ def _ident(qname: str) -> str:
 
 
 #: fewest transcendental calls per node and sub-step a lookup table must save to be generated
-LUT_MIN_SAVED_CALLS = 3
+LUT_MIN_SAVED_CALLS = 5
 
 
 @dataclass
