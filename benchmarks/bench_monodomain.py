@@ -23,6 +23,11 @@ Godunov splitting, corner stimulus), exactly as ``twin verify niederer`` builds 
     (reaction, diffusion, observers, output), and at 2 threads the parallel efficiency
     rate(2) / (2 rate(1)) of each part.  The target: >= 1e7 node-steps/s at 2 threads.
 
+``bench_lv_run`` (``slow``)
+    The same full run on the Land et al. 2015 LV ellipsoid meshed by gmsh at 0.15 mm
+    (``BENCH_LV_RESOLUTION``; about 10^6 nodes) with LDRB fibres, TP06 epi, paced at the
+    apex, 2 ms with Vm every 1 ms (as the slab run); also the seconds of gmsh, LDRB and ``build_problem``.
+
 ``bench_memory_per_node``
     ``_probe.py memory niederer`` in a subprocess (see its docstring): peak resident-set
     increase (VmHWM) over building the problem and running 5 steps, the memory retained
@@ -182,6 +187,64 @@ def bench_niederer_run(measure, threads, tmp_path):
         info["summary_keys"] += ["parallel_efficiency", "reaction_parallel_efficiency",
                                  "diffusion_parallel_efficiency"]
     measure.report(threads, ratio_to_triad={"node_steps_per_s": rates["node_steps_per_s"]}, **info)
+
+
+# --------------------------------------------------------------------------- LV of ~10^6 nodes
+#: gmsh edge length [mm] of the Land et al. LV ellipsoid giving about 10^6 nodes (override: BENCH_LV_RESOLUTION)
+LV_RESOLUTION = float(os.environ.get("BENCH_LV_RESOLUTION", "0.15"))
+LV_RUN_MS = 2.0
+
+
+def lv_case_text(mesh_file: str, end_time: float = LV_RUN_MS) -> str:
+    """TP06 (epi) on an LV mesh with rule-based fibres, paced at the apex, CN, dt 0.01 ms, Vm every 1 ms."""
+    from twin.verify.niederer import monodomain_conductivities
+
+    sl, st = monodomain_conductivities()
+    return f"""\
+name: bench_lv
+mesh: {{file: {mesh_file}, unit: mm}}
+tissue: {{sigma_l: {sl!r}, sigma_t: {st!r}, chi: 140.0, cm: 0.01, fibres: {{source: mesh}}}}
+model: {{name: tentusscher_2006}}
+stimuli:
+  - {{name: apex, region: {{sphere: {{center: [0, 0, -19], radius: 2.0}}}}, strength: 50000 uA/cm^3, start: 0,
+     duration: 2.0}}
+solver: {{dt: {C.NIEDERER_DT!r}, end_time: {end_time!r}, theta: 0.5, splitting: godunov, diffusion: implicit}}
+outputs: {{interval: 1.0, maps: [activation], activation: {{threshold: 0.0}}}}
+"""
+
+
+@pytest.mark.slow
+def bench_lv_run(measure, tmp_path):
+    """``Simulation.run()`` on the Land et al. 2015 LV ellipsoid meshed by gmsh at ``LV_RESOLUTION``
+    (about 10^6 nodes) with LDRB fibres: node-steps/s, split by part, next to the set-up cost."""
+    from twin.io.output import RunFolder
+    from twin.mesh.anatomy import lv_ellipsoid
+    from twin.mesh.fibres import with_ldrb_fibres
+    from twin.mesh.io import write_mesh
+    from twin.solver.simulation import Simulation
+
+    t0 = time.perf_counter()
+    mesh = lv_ellipsoid(LV_RESOLUTION, max_tets=20_000_000)
+    t1 = time.perf_counter()
+    mesh = with_ldrb_fibres(mesh)
+    t2 = time.perf_counter()
+    path = tmp_path / "lv.vtu"
+    write_mesh(mesh, path)
+    del mesh
+    t3 = time.perf_counter()
+    problem = C.build(lv_case_text(str(path)))
+    t4 = time.perf_counter()
+    threads = C.max_threads()
+    summary = measure.once(lambda: Simulation(problem, RunFolder(tmp_path / "out", overwrite=True)).run().summary)
+    rates = C.split_rates(summary)
+    cpu_use = measure.cpu_seconds() / (measure.times[0] * threads)
+    rates["node_steps_per_s_cpu_norm"] = rates["node_steps_per_s"] / min(1.0, cpu_use)
+    measure.report(threads, ratio_to_triad={"node_steps_per_s": rates["node_steps_per_s"]}, **rates,
+                   resolution_mm=LV_RESOLUTION, tetrahedra=int(problem.mesh.n_tets), run_ms=LV_RUN_MS,
+                   gmsh_s=t1 - t0, ldrb_s=t2 - t1, write_s=t3 - t2, build_problem_s=t4 - t3,
+                   summary_keys=["nodes", "ns_per_node_step", "share_reaction", "share_diffusion",
+                                 "share_output", "pcg_iterations_mean", "gmsh_s", "ldrb_s", "build_problem_s",
+                                 "cpu_use"])
 
 
 # --------------------------------------------------------------------------- memory

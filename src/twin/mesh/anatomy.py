@@ -183,9 +183,30 @@ def _classify_and_mesh(gmsh, volume_tags: list[int], classify, what: str) -> Tet
         key = f"surface_{name}"
         mask = masks.setdefault(key, np.zeros(len(points), dtype=np.int8))
         mask[new_index[index[np.asarray(allnodes, dtype=np.int64)]]] = 1
-    mesh = TetMesh(points=points, tets=tets_a, point_data=masks)
+    perm = bandwidth_order(len(points), tets_a)
+    inverse = np.empty_like(perm)
+    inverse[perm] = np.arange(len(perm))
+    mesh = TetMesh(points=points[perm], tets=inverse[tets_a], point_data={k: m[perm] for k, m in masks.items()})
     _require_connected(mesh, what)
     return mesh.check(source=what)
+
+
+def bandwidth_order(n_points: int, tets: np.ndarray) -> np.ndarray:
+    """Node order of small matrix bandwidth (reverse Cuthill–McKee): ``perm[new] = old``.
+
+    gmsh numbers nodes in the order it creates them, which scatters neighbours over the whole
+    range (mean |i − j| of the LV's matrix entries: a quarter of the node count); numbered
+    along fronts, the entries of a matrix row lie close together and the solver's mat-vec
+    gathers from cache (measured on the LV at 0.25 mm, 175 129 nodes: 1.6–1.7x faster; no
+    difference while the vectors fit in L2, as at 0.4 mm).
+    """
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+    i = np.repeat(tets, 4, axis=1).ravel()
+    j = np.tile(tets, (1, 4)).ravel()
+    graph = sp.csr_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(n_points, n_points))
+    return np.asarray(reverse_cuthill_mckee(graph, symmetric_mode=True), dtype=np.int64)
 
 
 def _require_connected(mesh: TetMesh, what: str) -> None:
