@@ -182,3 +182,30 @@ def test_progress_bar_on_a_terminal_only(tmp_path, write_case):
     err = io.StringIO()
     assert main(["simulate", case, "-o", str(tmp_path / "c")], stdout=io.StringIO(), stderr=err) == 0
     assert "\r[" not in err.getvalue()
+
+
+def test_a_frame_that_cannot_be_written_is_a_clean_error(tmp_path, write_case, monkeypatch, capsys):
+    """Frames are written by a background thread: its failure still stops the run with a message,
+    and the series index lists only the frames that were completely written."""
+    from twin.io import vtk
+
+    real = vtk.FrameEncoder.write
+    calls = {"n": 0}
+
+    def failing(self, path, point_data):
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            raise OSError(28, "No space left on device", str(path))
+        real(self, path, point_data)
+
+    monkeypatch.setattr(vtk.FrameEncoder, "write", failing)
+    out = tmp_path / "full"
+    code = main(["simulate", str(write_case(SMALL_CASE)), "-o", str(out), "-q"])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "cannot write a time-series frame: No space left on device" in err
+    assert "Traceback" not in err
+    import xml.etree.ElementTree as ET
+
+    listed = [ds.get("file") for ds in ET.parse(out / "series.pvd").getroot().iter("DataSet")]
+    assert len(listed) == 2 and all((out / f).exists() for f in listed)

@@ -69,3 +69,15 @@ def test_unknown_region_tag_and_missing_fibres(two_region_mesh, write_case):
         build_problem(load_case(write_case(text)))
     ok = load_case(write_case(text), ["tissue.fibres.source=uniform"])
     assert np.allclose(build_problem(ok).mesh.fibres, [1, 0, 0])
+
+
+def test_problem_keeps_what_the_run_needs_only(write_case):
+    """The system matrices replace K and M; element conductivity tensors stay only for a pseudo-ECG."""
+    from .conftest import SMALL_CASE
+
+    plain = build_problem(load_case(write_case(SMALL_CASE, "plain.yaml")))
+    assert plain.sigma is None and not hasattr(plain, "stiffness")
+    assert plain.diffusion.nnz > plain.n_nodes
+    with_ecg = build_problem(load_case(write_case(SMALL_CASE.replace(
+        "outputs:\n", "outputs:\n  ecg: {electrodes: {far: [20, 0.5, 0.25]}}\n"), "ecg.yaml")))
+    assert with_ecg.sigma is not None and with_ecg.sigma.shape == (with_ecg.mesh.n_tets, 3, 3)
