@@ -176,6 +176,9 @@ def test_runs_use_tables_by_default_and_can_turn_them_off():
     off = Simulation(build_problem(case_from_text(CASE.format(extra=", lookup_table: false")))).run()
     assert on.summary["run"]["reaction"]["lookup_table"] is True
     assert on.summary["run"]["reaction"]["columns"] == len(get_model("tentusscher_2006").lookup.columns)
+    # the accuracy the tables cost is on record: the worst column is a rate that switches branch at -40 mV
+    worst = on.summary["run"]["reaction"]["worst_midpoint_error"]
+    assert worst["column"].endswith(("ina.h", "ina.j")) and 0 < worst["relative_to_range"] < 1e-3
     assert off.summary["run"]["reaction"] == {"lookup_table": False}
     assert np.isfinite(on.activation).all()
     assert np.abs(on.activation - off.activation).max() < 1e-3   # [ms]

@@ -54,7 +54,7 @@ from ..errors import ModelError
 logger = logging.getLogger(__name__)
 
 #: bump when the generated code changes, so cached kernels are regenerated
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "5"
 
 LABEL_VM = "membrane_potential"
 LABEL_STIM = "stimulus_current"

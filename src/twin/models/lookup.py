@@ -9,7 +9,7 @@ rows of a run and picks the kernel each step.
 
 Accuracy: linear interpolation errs by at most ``dv²/8 · max|f''|`` per column;
 with the default ``dv = 0.02 mV`` the single-cell action potentials stay within
-the CVODE reference tolerances (``tests/test_models_reference.py`` checks every
+the CVODE reference tolerances (``tests/test_model_library.py`` checks every
 tabulated model both ways).  A V off the table (beyond ``v_min``/``v_max``)
 takes the exact branch, so a strong stimulus is never clipped.
 """
@@ -162,14 +162,12 @@ class ReactionStepper:
 
     def warm_up(self, dt: float) -> None:
         """Build the tables for ``dt`` and compile the kernel it will use, on two spare nodes."""
-        tiny = self.model.initial_states(2)
-        region, params = self.region, self.params
+        region = self.region
         try:
-            self.region = np.zeros(2, dtype=self.region.dtype)
-            self(tiny, np.zeros(2), dt)
+            self.region = np.zeros(2, dtype=region.dtype)
+            self(self.model.initial_states(2), np.zeros(2), dt)
         finally:
             self.region = region
-            self.params = params
 
     @property
     def uses_tables(self) -> bool:
@@ -188,6 +186,8 @@ class ReactionStepper:
         if not self.uses_tables:
             return {"lookup_table": False}
         t = next(t for t in self._tables.values() if t is not None)
+        column, error = max(t.midpoint_error().items(), key=lambda kv: kv[1])
         return {"lookup_table": True, "v_min_mV": self.settings.v_min, "v_max_mV": self.settings.v_max,
                 "dv_mV": self.settings.dv, "columns": len(t.columns), "tables": int(t.tables.shape[0]),
-                "bytes": sum(x.nbytes for x in self._tables.values() if x is not None)}
+                "bytes": sum(x.nbytes for x in self._tables.values() if x is not None),
+                "worst_midpoint_error": {"column": column, "relative_to_range": error}}
