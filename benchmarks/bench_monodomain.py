@@ -24,7 +24,7 @@ Godunov splitting, corner stimulus), exactly as ``twin verify niederer`` builds 
     rate(2) / (2 rate(1)) of each part.  The target: >= 1e7 node-steps/s at 2 threads.
 
 ``bench_lv_run`` (``slow``)
-    The same full run on the Land et al. 2015 LV ellipsoid meshed by gmsh at 0.15 mm
+    The same full run on the Land et al. 2015 LV ellipsoid meshed by gmsh at 0.135 mm
     (``BENCH_LV_RESOLUTION``; about 10^6 nodes) with LDRB fibres, TP06 epi, paced at the
     apex, 2 ms with Vm every 1 ms (as the slab run); also the seconds of gmsh, LDRB and ``build_problem``.
 
@@ -191,7 +191,7 @@ def bench_niederer_run(measure, threads, tmp_path):
 
 # --------------------------------------------------------------------------- LV of ~10^6 nodes
 #: gmsh edge length [mm] of the Land et al. LV ellipsoid giving about 10^6 nodes (override: BENCH_LV_RESOLUTION)
-LV_RESOLUTION = float(os.environ.get("BENCH_LV_RESOLUTION", "0.15"))
+LV_RESOLUTION = float(os.environ.get("BENCH_LV_RESOLUTION", "0.135"))
 LV_RUN_MS = 2.0
 
 
