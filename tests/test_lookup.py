@@ -43,8 +43,12 @@ def test_tp06_plan_tabulates_the_gates_and_the_voltage_factors():
     assert gates == {"ina.m", "ina.h", "ina.j", "ikr.xr1", "ikr.xr2", "iks.xs", "ito.r", "ito.s",
                      "ical.d", "ical.f", "ical.f2"}
     assert all(f"rl:{g}" in cols for g in gates)
-    # I_K1 depends on V - E_K (E_K follows K_i): it must stay exact
-    assert not any("E_K" in c for c in cols)
+    # I_K1 depends on V - E_K (E_K follows K_i): not in the V table, but in the table the model
+    # file keys on ik1.V_EK, as one column holding the whole current
+    assert not any("E_K" in c or "IK1" in c for c in cols)
+    [key] = m.lookup.keys
+    assert key.name == "ik1.V_EK" and key.columns == ("ik1.IK1",)
+    assert sorted(m.param_names[j] for j in key.parameters) == ["G_K1", "K_o"]
     names = [m.param_names[j] for j in m.lookup.parameters]
     assert "celltype" in names and "G_Kr" not in names and "G_CaL" not in names
 
@@ -63,6 +67,10 @@ def test_tissue_step_with_tables_matches_exact_step(name):
     # a few nodes far off the table (a strong stimulus): they must take the exact branch
     vm = m.vm_index
     states[vm, :3] = [150.0, -190.0, 95.0]
+    if m.lookup.keys:
+        # on the V table but off the key's: TP06's V - E_K below -150 mV (K_i = 0.5 mM: E_K = +63 mV)
+        states[vm, 3] = -100.0
+        states[m.state_names.index("K_i"), 3] = 0.5
     params = m.param_defaults[None, :].copy()
     region = np.zeros(n, np.int32)
     stim = np.zeros(n)
@@ -76,6 +84,37 @@ def test_tissue_step_with_tables_matches_exact_step(name):
     scale = np.abs(exact).max(axis=1, keepdims=True) + 1e-12
     assert np.abs(lut - exact).max() > 0.0                 # the tables were used...
     assert (np.abs(lut - exact) / scale).max() < 1e-6      # ...and cost < 1e-6 of each state's range
+
+
+def test_key_off_its_table_is_evaluated_exactly():
+    m = get_model("tentusscher_2006")
+    states = beat_states(m, 4)
+    states[m.vm_index] = -100.0
+    states[m.state_names.index("K_i")] = [136.0, 0.5, 0.4, 136.0]   # V - E_K in, off, off, in the table
+    params = m.param_defaults[None, :].copy()
+    exact, lut = states.copy(), states.copy()
+    m.kernel(exact, params, np.zeros(4, np.int32), np.zeros(4), DT, 1)
+    ReactionStepper(m, params, np.zeros(4, np.int32), 1, LookupSettings())(lut, np.zeros(4), DT)
+    vm, ki = m.vm_index, m.state_names.index("K_i")
+    rel = np.abs(lut - exact) / np.abs(exact)
+    assert rel[[vm, ki]].max() < 1e-8
+    # where the key is off its table, I_K1 is exact: only the V table's interpolation is left
+    assert rel[vm, 1:3].max() < 0.1 * rel[vm, [0, 3]].min()
+
+
+@pytest.mark.parametrize("line,match", [
+    ("twin_lookup_keys: membrane.nothing -10 10", "not a variable"),
+    ("twin_lookup_keys: gate.inf 10 -10", "LO < HI"),
+    ("twin_lookup_keys: gate.inf -10", "LO < HI"),
+    ("twin_lookup_keys: membrane.V -10 10", "state-dependent intermediate"),
+    ("twin_lookup_keys: gate.inf -10 10", "depends on V alone"),
+])
+def test_bad_lookup_keys_are_model_errors(tmp_path, line, match):
+    path = _model_file(tmp_path, "1 / (1 + exp(-(membrane.V + 30 [mV]) / 5 [mV]))")
+    text = path.read_text().replace("name: steep\n", f"name: steep\n{line}\n")
+    path.write_text(text)
+    with pytest.raises(ModelError, match=match):
+        load_model_file(path)
 
 
 def test_interpolation_error_is_second_order_in_dv():

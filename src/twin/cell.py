@@ -91,7 +91,7 @@ def run_cell(model: ReactionModel, *, bcl: float = 1000.0, beats: int = 5, dt: f
             int(n_sub), int(sample_every), out)
     if lookup is not None and lookup.enabled and model.lookup is not None:
         tables = LookupTables(model, params[None, :], dt / n_sub, lookup)
-        bad = model.lookup.pace(*args, tables.tables[0], tables.v_lo, tables.inv_dv)
+        bad = model.lookup.pace(*args, tables.tables[0], tables.v_lo, tables.inv_dv, *tables.cell_key_args())
     else:
         bad = model.cell_kernel(*args)
     if bad >= 0:

@@ -27,6 +27,21 @@ from ..errors import ModelError
 
 
 @dataclass(frozen=True)
+class LookupKey:
+    """A further lookup table indexed by a model variable other than V (``twin_lookup_keys``).
+
+    ``build(p, lo, dv, out)`` fills ``out[i, :]`` with the columns at key = lo + i dv.
+    """
+
+    name: str
+    build: Any = field(repr=False)
+    lo: float = 0.0
+    hi: float = 0.0
+    columns: tuple[str, ...] = ()
+    parameters: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class LookupKernels:
     """A model's lookup-table kernels (see :mod:`twin.models.lookup`).
 
@@ -34,7 +49,9 @@ class LookupKernels:
     V = v_lo + i dv; ``step`` is the tissue kernel with two more arguments per table
     (``tables, table_of_row, v_lo, inv_dv``); ``pace`` the single-cell loop with
     ``table, v_lo, inv_dv``.  ``columns`` names the columns and ``parameters`` are the
-    indices of the parameters the table depends on.
+    indices of the parameters the table depends on.  ``keys`` are further tables indexed by
+    other variables; ``step`` and ``pace`` then take ``tables, table_of_row, lo, inv_dv``
+    (tissue) or ``table, lo, inv_dv`` (single cell) once more per key.
     """
 
     build_table: Any = field(repr=False)
@@ -42,6 +59,7 @@ class LookupKernels:
     pace: Any = field(repr=False)
     columns: tuple[str, ...] = ()
     parameters: tuple[int, ...] = ()
+    keys: tuple[LookupKey, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ from ..errors import ModelError
 logger = logging.getLogger(__name__)
 
 #: bump when the generated code changes, so cached kernels are regenerated
-GENERATOR_VERSION = "5"
+GENERATOR_VERSION = "6"
 
 LABEL_VM = "membrane_potential"
 LABEL_STIM = "stimulus_current"
@@ -202,6 +202,65 @@ def _ident(qname: str) -> str:
 
 #: fewest transcendental calls per node and sub-step a lookup table must save to be generated
 LUT_MIN_SAVED_CALLS = 5
+#: further lookup keys a model file may name (``twin_lookup_keys``) besides V
+MAX_LOOKUP_KEYS = 1
+
+
+def _lookup_keys(a: ModelAnalysis, source: str) -> list[tuple[Any, float, float]]:
+    """``twin_lookup_keys: comp.var LO HI; ...`` of the model file: variables to tabulate against."""
+    text = a.meta.get("twin_lookup_keys", "").strip()
+    keys = []
+    for item in filter(None, (x.strip() for x in text.split(";"))):
+        parts = item.split()
+        try:
+            qname, lo, hi = parts[0], float(parts[1]), float(parts[2])
+            if len(parts) != 3 or not lo < hi:
+                raise ValueError
+        except (ValueError, IndexError):
+            raise ModelError(f"{source}: twin_lookup_keys entry {item!r} must be 'component.variable LO HI' "
+                             "with LO < HI") from None
+        try:
+            var = a.model.get(qname)
+        except Exception:  # noqa: BLE001 - Myokit raises several kinds for a bad name
+            raise ModelError(f"{source}: twin_lookup_keys names {qname!r}, which is not a variable") from None
+        if var not in a.intermediates:
+            raise ModelError(f"{source}: twin_lookup_keys: {qname} must be a state-dependent intermediate "
+                             "variable (not a state, constant or unused variable)")
+        keys.append((var, lo, hi))
+    if len(keys) > MAX_LOOKUP_KEYS:
+        raise ModelError(f"{source}: twin_lookup_keys names {len(keys)} variables; at most "
+                         f"{MAX_LOOKUP_KEYS} besides V is supported")
+    return keys
+
+
+@dataclass
+class KeyPlan:
+    """A further lookup table, indexed by a model variable other than V (``twin_lookup_keys``).
+
+    Attributes
+    ----------
+    var
+        The key variable (an intermediate, e.g. ``ik1.V_EK = V - E_K`` for I_K1).
+    lo, hi
+        The table's range, in the key's unit; a key off it takes the exact branch.
+    only
+        Intermediates that are functions of the key and constants only (not computed per node).
+    hoisted
+        Code key -> key-only sub-expression tabulated as one column.
+    parameters
+        Indices of the parameters this table depends on.
+    """
+
+    var: Any
+    lo: float
+    hi: float
+    only: set[Any]
+    hoisted: dict[str, Any]
+    parameters: list[int]
+
+    @property
+    def columns(self) -> list[str]:
+        return [e.code() for e in self.hoisted.values()]
 
 
 @dataclass
@@ -221,6 +280,8 @@ class LookupPlan:
         region rows that agree on these share a table.
     saved_calls
         Transcendental calls per node and sub-step the table replaces.
+    keys
+        Further tables indexed by other variables (at most :data:`MAX_LOOKUP_KEYS`).
     """
 
     vonly: set[Any]
@@ -228,6 +289,7 @@ class LookupPlan:
     hoisted: dict[str, Any]
     parameters: list[int]
     saved_calls: int
+    keys: list[KeyPlan] = field(default_factory=list)
 
     @property
     def columns(self) -> list[str]:
@@ -292,19 +354,56 @@ def plan_lookup(a: ModelAnalysis) -> LookupPlan | None:
         return False
 
     hoisted: dict[str, Any] = {}
+    key_specs = _lookup_keys(a, a.model.name())
+    key_only: list[set[Any]] = []
+    for kvar, _, _ in key_specs:
+        if kvar in vonly:
+            raise ModelError(f"{a.model.name()}: twin_lookup_keys: {kvar.qname()} depends on V alone; "
+                             "the V table covers it already")
+        only: set[Any] = set()
+        for v in a.intermediates:
+            if v is not kvar and v not in vonly and _deps(v) and all(
+                    d is kvar or d in const or d in zero or d in only for d in _deps(v)):
+                only.add(v)
+        key_only.append(only)
+    key_hoisted: list[dict[str, Any]] = [{} for _ in key_specs]
+
+    def of_key(e: Any) -> int:
+        """Index of the key that ``e`` is a function of (with constants), or -1."""
+        refs = [r.var() for r in e.references()]
+        for k, (kvar, _, _) in enumerate(key_specs):
+            inside = (kvar,) + tuple(key_only[k])
+            if all(r in inside or r in const or r in zero for r in refs) and any(r in inside for r in refs):
+                return k
+        return -1
+
+    def key_cheap(e: Any, k: int) -> bool:
+        if isinstance(e, myokit.Number):
+            return True
+        if isinstance(e, myokit.Name):
+            return e.var() is key_specs[k][0] or e.var() in const or e.var() in zero
+        if isinstance(e, (myokit.Plus, myokit.Minus, myokit.Multiply, myokit.PrefixMinus, myokit.PrefixPlus)):
+            return all(key_cheap(c, k) for c in e)
+        return False
 
     def hoist(e: Any) -> None:
         # a condition is a boolean: never interpolated, but its V-only operands may be
-        if not isinstance(e, myokit.Condition) and is_vonly(e) and not cheap(e):
-            hoisted.setdefault(e.code(), e)
-            return
+        if not isinstance(e, myokit.Condition):
+            if is_vonly(e) and not cheap(e):
+                hoisted.setdefault(e.code(), e)
+                return
+            k = of_key(e)
+            if k >= 0 and not key_cheap(e, k):
+                key_hoisted[k].setdefault(e.code(), e)
+                return
         for child in e:
             hoist(child)
 
     gates: list[str] = []
     saved = 0
+    skipped = set(vonly).union(*key_only) if key_only else set(vonly)
     for v in a.intermediates:
-        if v not in vonly:
+        if v not in skipped:
             hoist(v.rhs())
     for s in a.states:
         gate = a.gates.get(s.qname())
@@ -321,23 +420,31 @@ def plan_lookup(a: ModelAnalysis) -> LookupPlan | None:
     saved += sum(_transcendentals(e, set(), vonly) for e in hoisted.values())
     if saved < LUT_MIN_SAVED_CALLS:
         return None
-    # parameters the table depends on, through derived constants and V-only intermediates
-    params: set[Any] = set()
+
+    def parameters_of(todo: list[Any], through: set[Any]) -> list[int]:
+        """Parameters reached from ``todo`` through derived constants and the ``through`` intermediates."""
+        params: set[Any] = set()
+        seen: set[Any] = set()
+        while todo:
+            v = todo.pop()
+            if v in seen:
+                continue
+            seen.add(v)
+            if v in a.parameters:
+                params.add(v)
+            elif v in through or v in a.derived:
+                todo.extend(_deps(v))
+        return sorted(a.parameters.index(v) for v in params)
+
     todo = [r.var() for e in hoisted.values() for r in e.references()]
     for g in gates:
         todo += [r.var() for ge in a.gates[g] for r in (ge[1] if isinstance(ge, tuple) else ge).references()]
-    seen: set[Any] = set()
-    while todo:
-        v = todo.pop()
-        if v in seen:
-            continue
-        seen.add(v)
-        if v in a.parameters:
-            params.add(v)
-        elif v in vonly or v in a.derived:
-            todo.extend(_deps(v))
-    index = sorted(a.parameters.index(v) for v in params)
-    return LookupPlan(vonly=vonly, gates=gates, hoisted=hoisted, parameters=index, saved_calls=saved)
+    keys = [KeyPlan(var=kvar, lo=lo, hi=hi, only=key_only[k], hoisted=key_hoisted[k],
+                    parameters=parameters_of([r.var() for e in key_hoisted[k].values() for r in e.references()],
+                                             key_only[k]))
+            for k, (kvar, lo, hi) in enumerate(key_specs) if key_hoisted[k]]
+    return LookupPlan(vonly=vonly, gates=gates, hoisted=hoisted, parameters=parameters_of(todo, vonly),
+                      saved_calls=saved, keys=keys)
 
 
 def _writer(a: ModelAnalysis, subst: dict[str, str] | None = None) -> Any:
@@ -383,10 +490,14 @@ def _writer(a: ModelAnalysis, subst: dict[str, str] | None = None) -> Any:
 def _substep(a: ModelAnalysis, ind: str, plan: LookupPlan | None = None) -> list[str]:
     """One sub-step's lines: intermediates, derivatives (all at the old state), then the updates.
 
-    With ``plan``, V-only values come from the interpolated columns ``lut_<k>`` instead.
+    With ``plan``, V-only values come from the interpolated columns ``lut_<k>`` instead, and
+    the values tabulated against a further key ``k`` from ``lutk<k>_<c>``: interpolated right
+    after the key is computed, or evaluated exactly when the key is off its table.
     """
     subst = None
     tabulated: dict[str, tuple[str, str]] = {}
+    skipped: set[Any] = set()
+    key_at: dict[Any, int] = {}
     if plan is not None:
         k = 0
         for g in plan.gates:
@@ -396,11 +507,31 @@ def _substep(a: ModelAnalysis, ind: str, plan: LookupPlan | None = None) -> list
         for key in plan.hoisted:
             subst[key] = f"lut_{k}"
             k += 1
+        skipped = set(plan.vonly)
+        for n, kp in enumerate(plan.keys):
+            for c, key in enumerate(kp.hoisted):
+                subst[key] = f"lutk{n}_{c}"
+            skipped |= kp.only
+            key_at[kp.var] = n
     ex = _writer(a, subst).ex
+    exact = _writer(a).ex
     lines = []
     for v in a.intermediates:
-        if plan is None or v not in plan.vonly:
-            lines.append(f"{ind}{_ident(v.qname())} = {ex(v.rhs())}")
+        if v in skipped:
+            continue
+        lines.append(f"{ind}{_ident(v.qname())} = {ex(v.rhs())}")
+        if v in key_at:
+            n = key_at[v]
+            kp = plan.keys[n]
+            lines += [f"{ind}y_ = ({_ident(v.qname())} - k{n}_lo) * k{n}_inv",
+                      f"{ind}if y_ >= 0.0 and y_ < k{n}_last:",
+                      f"{ind}    j_ = int(y_)",
+                      f"{ind}    u_ = y_ - j_"]
+            lines += [f"{ind}    lutk{n}_{c} = ktable{n}[j_, {c}] + u_ * (ktable{n}[j_ + 1, {c}] - ktable{n}[j_, {c}])"
+                      for c in range(len(kp.hoisted))]
+            lines.append(f"{ind}else:")
+            lines += [f"{ind}    {_ident(w.qname())} = {exact(w.rhs())}" for w in a.intermediates if w in kp.only]
+            lines += [f"{ind}    lutk{n}_{c} = {exact(e)}" for c, e in enumerate(kp.hoisted.values())]
     updates = []
     for s in a.states:
         name = _ident(s.qname())
@@ -452,6 +583,23 @@ def _table_builder(a: ModelAnalysis, plan: LookupPlan) -> list[str]:
     for e in plan.hoisted.values():
         lines.append(f"{ind2}out[i_, {col}] = {ex(e)}")
         col += 1
+    return lines
+
+
+def _key_table_builder(a: ModelAnalysis, kp: KeyPlan, n: int) -> list[str]:
+    """``build_key_table<n>``: the columns of key ``n`` at key = lo + i dv, exactly."""
+    ex = _writer(a).ex
+    ind, ind2 = " " * 4, " " * 8
+    lines = [
+        "@njit(cache=True, nogil=True, fastmath=False, boundscheck=False)",
+        f"def build_key_table{n}(p, lo, dv, out):  # pragma: no cover",
+        f'    """Fill ``out[i, :]`` with the columns tabulated against {kp.var.qname()} = lo + i dv."""',
+    ]
+    lines += _preamble(a, ind)
+    lines.append(f"{ind}for i_ in range(out.shape[0]):")
+    lines.append(f"{ind2}{_ident(kp.var.qname())} = lo + i_ * dv")
+    lines += [f"{ind2}{_ident(w.qname())} = {ex(w.rhs())}" for w in a.intermediates if w in kp.only]
+    lines += [f"{ind2}out[i_, {c}] = {ex(e)}" for c, e in enumerate(kp.hoisted.values())]
     return lines
 
 
@@ -515,17 +663,25 @@ def generate_source(a: ModelAnalysis, func_name: str = "step", plan: LookupPlan 
         return "\n".join(lines) + "\n"
     n_cols = len(plan.columns)
     vm = _ident(a.vm.qname())
-    lines += ["", "", "HAS_LOOKUP = True", f"N_COLUMNS = {n_cols}", "", ""]
+    n_keys = len(plan.keys)
+    # per further key: its table, and its range start and inverse spacing
+    key_args = "".join(f", ktable{n}, k{n}_lo, k{n}_inv" for n in range(n_keys))
+    key_pass = "".join(f", ktables{n}[ktable_of_row{n}[r]], k{n}_lo, k{n}_inv" for n in range(n_keys))
+    key_tissue = "".join(f", ktables{n}, ktable_of_row{n}, k{n}_lo, k{n}_inv" for n in range(n_keys))
+    lines += ["", "", "HAS_LOOKUP = True", f"N_COLUMNS = {n_cols}", f"N_KEYS = {n_keys}", "", ""]
     lines += _table_builder(a, plan)
+    for n, kp in enumerate(plan.keys):
+        lines += ["", ""] + _key_table_builder(a, kp, n)
     lines += [
         "",
         "",
         "@njit(cache=True, nogil=True, fastmath=False, boundscheck=False)",
-        "def node_step_lut(states, node, p, stim, dt, n_sub, table, v_lo, inv_dv):  # pragma: no cover",
+        f"def node_step_lut(states, node, p, stim, dt, n_sub, table, v_lo, inv_dv{key_args}):  # pragma: no cover",
         '    """``node_step`` with the V-only values read from ``table`` (built for h = dt / n_sub);',
         '    a V off the table takes the exact branch."""',
         "    h_dt = dt / n_sub",
         f"{ind}n_last = table.shape[0] - 1",
+        *[f"{ind}k{n}_last = ktable{n}.shape[0] - 1" for n in range(n_keys)],
         *_preamble(a, ind),
         *load_states,
         f"{ind}for _sub in range(n_sub):",
@@ -544,21 +700,23 @@ def generate_source(a: ModelAnalysis, func_name: str = "step", plan: LookupPlan 
         "",
         "",
         "@njit(cache=True, nogil=True, fastmath=False, boundscheck=False, parallel=True)",
-        "def step_lut(states, params, region, i_stim, dt, n_sub, tables, table_of_row, v_lo, inv_dv):  # pragma: no cover",
+        f"def step_lut(states, params, region, i_stim, dt, n_sub, tables, table_of_row, v_lo, inv_dv{key_tissue}):"
+        "  # pragma: no cover",
         '    """Tissue kernel with lookup tables: ``tables[table_of_row[region[node]]]`` serves each node."""',
         "    for node in prange(states.shape[1]):",
         "        r = region[node]",
-        "        node_step_lut(states, node, params[r], i_stim[node], dt, n_sub, tables[table_of_row[r]], v_lo, inv_dv)",
+        "        node_step_lut(states, node, params[r], i_stim[node], dt, n_sub, tables[table_of_row[r]], v_lo, inv_dv"
+        f"{key_pass})",
         "",
         "",
         "@njit(cache=True, nogil=True, fastmath=False, boundscheck=False)",
         "def pace_lut(states, p, amplitude, start, duration, bcl, dt, n_steps, n_sub, sample_every, out,",
-        "             table, v_lo, inv_dv):  # pragma: no cover",
+        f"             table, v_lo, inv_dv{key_args}):  # pragma: no cover",
         '    """``pace`` with the lookup table (single cell; for the reference tests)."""',
         "    for k in range(n_steps):",
         "        t_mid = (k + 0.5) * dt",
         "        on = t_mid >= start and (t_mid - start) % bcl < duration",
-        "        node_step_lut(states, 0, p, amplitude if on else 0.0, dt, n_sub, table, v_lo, inv_dv)",
+        f"        node_step_lut(states, 0, p, amplitude if on else 0.0, dt, n_sub, table, v_lo, inv_dv{key_args})",
         f"        if not math.isfinite(states[{vm_row}, 0]):",
         "            return k",
         "        if (k + 1) % sample_every == 0:",
@@ -621,7 +779,8 @@ def build_kernel(path: str | Path) -> GeneratedModel:
         sys.modules[module_name] = module
         spec.loader.exec_module(module)
     timings["import"] = time.perf_counter() - t0
-    lookup = ({"build_table": module.build_table, "step": module.step_lut, "pace": module.pace_lut}
+    lookup = ({"build_table": module.build_table, "step": module.step_lut, "pace": module.pace_lut,
+               "key_builders": tuple(getattr(module, f"build_key_table{n}") for n in range(len(plan.keys)))}
               if plan is not None else None)
     return GeneratedModel(analysis=analysis, protocol=protocol, kernel=module.step, pace=module.pace,
                           source_path=target, key=key, timings=timings, plan=plan, lookup=lookup)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
-from .base import LookupKernels, ReactionModel
+from .base import LookupKernels, LookupKey, ReactionModel
 from .codegen import GENERATOR_VERSION, build_kernel, initial_state
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,10 @@ def _load(path: str, mtime: float) -> ReactionModel:
         kind=kind,
         currents=_currents(meta.get("twin_currents", ""), param_names, Path(path).name),
         lookup=(LookupKernels(gen.lookup["build_table"], gen.lookup["step"], gen.lookup["pace"],
-                              tuple(gen.plan.columns), tuple(gen.plan.parameters))
+                              tuple(gen.plan.columns), tuple(gen.plan.parameters),
+                              tuple(LookupKey(kp.var.qname(), build, kp.lo, kp.hi, tuple(kp.columns),
+                                              tuple(kp.parameters))
+                                    for kp, build in zip(gen.plan.keys, gen.lookup["key_builders"])))
                 if gen.lookup is not None and gen.plan is not None else None),
     )
     logger.debug("model %s prepared in %.2f s (%s)", name, time.perf_counter() - t0, gen.timings)

@@ -78,32 +78,53 @@ class LookupTables:
         self.v_lo = settings.v_min + GRID_OFFSET * settings.dv
         self.dv = settings.dv
         self.inv_dv = 1.0 / settings.dv
-        rows = settings.rows
         cols = model.lookup.columns
-        key_cols = list(model.lookup.parameters)
-        keys: dict[tuple[float, ...], int] = {}
-        table_of_row = np.empty(len(params), dtype=np.int32)
-        for r, row in enumerate(params):
-            k = tuple(float(x) for x in row[key_cols])
-            table_of_row[r] = keys.setdefault(k, len(keys))
-        self.tables = np.empty((len(keys), rows, len(cols)))
-        first_row = {t: r for r, t in reversed(list(enumerate(table_of_row)))}
-        for t in range(len(keys)):
-            p = np.ascontiguousarray(params[first_row[t]], dtype=np.float64)
-            model.lookup.build_table(p, self.h_dt, self.v_lo, self.dv, self.tables[t])
-        bad = ~np.isfinite(self.tables)
-        if bad.any():
-            t, i, c = (int(x[0]) for x in np.nonzero(bad))
-            raise ModelError(f"model '{model.name}': lookup column {cols[c]!r} is not finite at "
-                             f"V = {self.v_lo + i * self.dv:.4f} mV")
-        self.table_of_row = table_of_row
+        self.tables, self.table_of_row = self._build(
+            params, model.lookup.parameters, settings.rows, len(cols),
+            lambda p, out: model.lookup.build_table(p, self.h_dt, self.v_lo, self.dv, out), model.name, cols, "V",
+            self.v_lo)
+        # further keys (e.g. V - E_K for I_K1): same spacing, the model file's range
+        self.keys = []
+        for key in model.lookup.keys:
+            lo = key.lo + GRID_OFFSET * settings.dv
+            rows = int(np.floor((key.hi - key.lo) / settings.dv)) + 1
+            tables, of_row = self._build(params, key.parameters, rows, len(key.columns),
+                                         lambda p, out, key=key, lo=lo: key.build(p, lo, settings.dv, out),
+                                         model.name, key.columns, key.name, lo)
+            self.keys.append((key, tables, of_row, lo))
         self.columns = cols
         self.model = model
         self._params = params
 
+    def _build(self, params: np.ndarray, depends: tuple[int, ...], rows: int, n_cols: int, fill, model: str,
+               cols: tuple[str, ...], key: str, lo: float) -> tuple[np.ndarray, np.ndarray]:
+        """One table per distinct value of the parameters ``depends`` over the rows of ``params``."""
+        groups: dict[tuple[float, ...], int] = {}
+        of_row = np.empty(len(params), dtype=np.int32)
+        for r, row in enumerate(params):
+            of_row[r] = groups.setdefault(tuple(float(x) for x in row[list(depends)]), len(groups))
+        tables = np.empty((len(groups), rows, n_cols))
+        first_row = {t: r for r, t in reversed(list(enumerate(of_row)))}
+        for t in range(len(groups)):
+            fill(np.ascontiguousarray(params[first_row[t]], dtype=np.float64), tables[t])
+        bad = ~np.isfinite(tables)
+        if bad.any():
+            t, i, c = (int(x[0]) for x in np.nonzero(bad))
+            raise ModelError(f"model '{model}': lookup column {cols[c]!r} is not finite at "
+                             f"{key} = {lo + i * self.dv:.4f}")
+        return tables, of_row
+
+    def tissue_key_args(self) -> tuple:
+        """The further keys' arguments of the tissue kernel: ``tables, table_of_row, lo, inv_dv`` each."""
+        return tuple(x for _, tables, of_row, lo in self.keys for x in (tables, of_row, lo, self.inv_dv))
+
+    def cell_key_args(self, row: int = 0) -> tuple:
+        """The further keys' arguments of the single-cell loop for parameter row ``row``."""
+        return tuple(x for _, tables, of_row, lo in self.keys for x in (tables[of_row[row]], lo, self.inv_dv))
+
     @property
     def nbytes(self) -> int:
-        return int(self.tables.nbytes)
+        return int(self.tables.nbytes + sum(t.nbytes for _, t, _, _ in self.keys))
 
     def midpoint_error(self) -> dict[str, float]:
         """Largest |interpolated - exact| halfway between grid points, per column, over all tables.
@@ -179,7 +200,7 @@ class ReactionStepper:
             self.model.kernel(states, self.params, self.region, i_stim, dt, self.n_sub)
         else:
             self.model.lookup.step(states, self.params, self.region, i_stim, dt, self.n_sub, tables.tables,
-                                   tables.table_of_row, tables.v_lo, tables.inv_dv)
+                                   tables.table_of_row, tables.v_lo, tables.inv_dv, *tables.tissue_key_args())
 
     def info(self) -> dict:
         """What the run used (for ``summary.json``)."""
@@ -189,5 +210,7 @@ class ReactionStepper:
         column, error = max(t.midpoint_error().items(), key=lambda kv: kv[1])
         return {"lookup_table": True, "v_min_mV": self.settings.v_min, "v_max_mV": self.settings.v_max,
                 "dv_mV": self.settings.dv, "columns": len(t.columns), "tables": int(t.tables.shape[0]),
+                "keys": {key.name: {"range": [key.lo, key.hi], "columns": len(key.columns)}
+                         for key, *_ in t.keys},
                 "bytes": sum(x.nbytes for x in self._tables.values() if x is not None),
                 "worst_midpoint_error": {"column": column, "relative_to_range": error}}
