@@ -20,7 +20,7 @@ from numba import prange
 
 from ..errors import SolverError
 from ..jit import PARALLEL, njit
-from .linalg import N_BLOCKS, csr_matvec, pcg
+from .linalg import N_BLOCKS, csr_matvec, pcg_from, theta_residual
 
 logger = logging.getLogger(__name__)
 
@@ -50,23 +50,12 @@ def _shared_pattern(*mats: sp.spmatrix) -> tuple[np.ndarray, np.ndarray, list[np
 
 
 @njit(**PARALLEL)
-def _predict(v, v_old, delta, delta2, have_delta):  # pragma: no cover - JIT
-    """Keep ``v`` in ``v_old`` and move ``v`` to the PCG start: plus the last step's change
-    (``have_delta`` 1) or its linear extrapolation 2 δ₁ − δ₂ from the last two (``have_delta`` 2)."""
-    for i in prange(v.shape[0]):
-        v_old[i] = v[i]
-        if have_delta == 1:
-            v[i] += delta[i]
-        elif have_delta == 2:
-            v[i] += 2.0 * delta[i] - delta2[i]
-
-
-@njit(**PARALLEL)
-def _change(v, v_old, delta, delta2):  # pragma: no cover - JIT
-    """Shift the history of changes: ``δ₂ = δ₁``, ``δ₁ = v − v_old``."""
+def _accept(v, x, delta, delta2):  # pragma: no cover - JIT
+    """Take the solution ``x`` into ``v`` and shift the history of changes: ``δ₂ = δ₁``, ``δ₁ = x − v``."""
     for i in prange(v.shape[0]):
         delta2[i] = delta[i]
-        delta[i] = v[i] - v_old[i]
+        delta[i] = x[i] - v[i]
+        v[i] = x[i]
 
 
 def stability_limit(stiffness: sp.csr_matrix, lumped: np.ndarray) -> float:
@@ -146,15 +135,17 @@ class DiffusionStepper:
             self._diag_inv = 1.0 / diag
         else:
             raise SolverError(f"unknown diffusion method '{method}'")
-        self._rhs = np.zeros(n)
-        self._work = [np.zeros(n) for _ in range(4)]
+        implicit = self._a is not None
+        # explicit: B V lands in _rhs; implicit: the solve iterates on _x with four work vectors
+        self._rhs = np.zeros(0 if implicit else n)
+        self._work = [np.zeros(n if implicit else 0) for _ in range(4)]
+        self._x = np.zeros(n if implicit else 0)
         # the previous steps' changes of V give the start of the next solve, extrapolated
         # linearly (a front moves a small fraction of an element per step, so the change varies
         # smoothly from step to step): 8.6 -> 5.3 (constant) -> 3.2 (linear) PCG iterations per
         # step on the Niederer slab, measured
-        self._v_old = np.zeros(n)
-        self._delta = np.zeros(n)
-        self._delta2 = np.zeros(n)
+        self._delta = np.zeros(n if implicit else 0)
+        self._delta2 = np.zeros(n if implicit else 0)
         self._have_delta = 0
         self._partial = np.zeros(3 * N_BLOCKS)
 
@@ -168,20 +159,24 @@ class DiffusionStepper:
             solve overflows (``v`` is then undefined and the run must stop).
         """
         indptr, indices = self._indptr, self._indices
-        csr_matvec(indptr, indices, self._b, v, self._rhs)
         if self._a is None:
+            csr_matvec(indptr, indices, self._b, v, self._rhs)
             v[:] = self._rhs
             return 0
         r, z, p, q = self._work
-        _predict(v, self._v_old, self._delta, self._delta2, self._have_delta)
-        its = pcg(indptr, indices, self._a, self._diag_inv, self._rhs, v, self.tol, self.max_iter, r, z, p, q,
-                  self._partial)
+        x = self._x
+        # one pass: the extrapolated start x, b = B v and the first residual (A and B share a pattern)
+        w1, w2 = ((0.0, 0.0), (1.0, 0.0), (2.0, -1.0))[self._have_delta]
+        rr, rz, bb = theta_residual(indptr, indices, self._a, self._b, v, self._delta, self._delta2, w1, w2, x,
+                                    r, z, self._diag_inv, self._partial)
+        its = pcg_from(indptr, indices, self._a, self._diag_inv, x, self.tol, self.max_iter, r, z, p, q,
+                       self._partial, rr, rz, bb)
         if its == -2:
             return -2  # overflow in the input: the caller reports it as divergence
         if its < 0:
             raise SolverError(f"the diffusion solve did not converge in {self.max_iter} PCG iterations "
                               f"(tolerance {self.tol:g}); raise solver.max_iterations or check the mesh")
-        _change(v, self._v_old, self._delta, self._delta2)
+        _accept(v, x, self._delta, self._delta2)
         self._have_delta = min(2, self._have_delta + 1)
         self.iterations_total += its
         self.solves += 1
@@ -209,10 +204,7 @@ class DiffusionStepper:
 
     def warm_up(self) -> None:
         """Compile the kernels on a copy of a tiny problem's data (so compile time is measured apart)."""
-        v = np.zeros(self.n)
-        rhs_backup = self._rhs.copy()
-        self.step(v)
-        self._rhs[:] = rhs_backup
+        self.step(np.zeros(self.n))
         self.iterations_total = 0
         self.solves = 0
         self._have_delta = 0

@@ -158,6 +158,76 @@ def _update_precond(x, r, z, p, q, diag_inv, alpha, partial):  # pragma: no cove
     return rr, rz
 
 
+@njit(**PARALLEL)
+def theta_residual(indptr, indices, a_data, b_data, v, d1, d2, w1, w2, x, r, z, diag_inv,
+                   partial):  # pragma: no cover - JIT
+    """The start of a θ-scheme solve in one pass over A and B (same sparsity pattern).
+
+    ``x = v + w1 d1 + w2 d2`` (the extrapolated start), ``r = B v − A x`` and ``z = D⁻¹ r``;
+    returns (r·r, r·z, b·b) with ``b = B v``, summed in fixed row blocks.  ``x`` must not be
+    ``v``: every row reads its neighbours' old ``v``.
+    """
+    n = v.shape[0]
+    nb = partial.shape[0] // 3
+    chunk = (n + nb - 1) // nb
+    for k in prange(nb):
+        rr = 0.0
+        rz = 0.0
+        bb = 0.0
+        for i in range(k * chunk, min(n, (k + 1) * chunk)):
+            bv = 0.0
+            ax = 0.0
+            for j in range(indptr[i], indptr[i + 1]):
+                c = indices[j]
+                vc = v[c]
+                bv += b_data[j] * vc
+                ax += a_data[j] * (vc + w1 * d1[c] + w2 * d2[c])
+            x[i] = v[i] + w1 * d1[i] + w2 * d2[i]
+            ri = bv - ax
+            r[i] = ri
+            zi = diag_inv[i] * ri
+            z[i] = zi
+            rr += ri * ri
+            rz += ri * zi
+            bb += bv * bv
+        partial[k] = rr
+        partial[nb + k] = rz
+        partial[2 * nb + k] = bb
+    rr = 0.0
+    rz = 0.0
+    bb = 0.0
+    for k in range(nb):
+        rr += partial[k]
+        rz += partial[nb + k]
+        bb += partial[2 * nb + k]
+    return rr, rz, bb
+
+
+@njit(**NJIT)
+def pcg_from(indptr, indices, data, diag_inv, x, tol, max_iter, r, z, p, q, partial, rr, rz,
+             b_norm2):  # pragma: no cover
+    """Jacobi-PCG iterations from a residual already computed (``r``, ``z = D⁻¹ r``, ``r·r``,
+    ``r·z`` and ``‖b‖²``); same stopping test and return values as :func:`pcg`."""
+    if not np.isfinite(b_norm2) or not np.isfinite(rr):
+        return -2
+    if b_norm2 == 0.0:
+        b_norm2 = 1.0
+    stop2 = tol * tol * b_norm2
+    if rr <= stop2:
+        return 0
+    pq = _direction(indptr, indices, data, z, p, q, 0.0, True, partial)
+    for it in range(1, max_iter + 1):
+        alpha = rz / pq
+        rr, rz_new = _update_precond(x, r, z, p, q, diag_inv, alpha, partial)
+        if rr <= stop2:
+            return it
+        if not np.isfinite(rr):
+            return -2
+        pq = _direction(indptr, indices, data, z, p, q, rz_new / rz, False, partial)
+        rz = rz_new
+    return -1
+
+
 @njit(**NJIT)
 def pcg(indptr, indices, data, diag_inv, b, x, tol, max_iter, r, z, p, q, partial):  # pragma: no cover
     """Solve ``A x = b`` (A symmetric positive definite, CSR) by Jacobi-PCG.
@@ -176,21 +246,4 @@ def pcg(indptr, indices, data, diag_inv, b, x, tol, max_iter, r, z, p, q, partia
     # and r·z): each pass ends in a barrier, and on a busy machine every barrier costs a
     # descheduled thread
     rr, rz, b_norm2 = _residual_and_precond(b, x, indptr, indices, data, r, z, diag_inv, partial)
-    if not np.isfinite(b_norm2):
-        return -2
-    if b_norm2 == 0.0:
-        b_norm2 = 1.0
-    stop2 = tol * tol * b_norm2
-    if rr <= stop2:
-        return 0
-    pq = _direction(indptr, indices, data, z, p, q, 0.0, True, partial)
-    for it in range(1, max_iter + 1):
-        alpha = rz / pq
-        rr, rz_new = _update_precond(x, r, z, p, q, diag_inv, alpha, partial)
-        if rr <= stop2:
-            return it
-        if not np.isfinite(rr):
-            return -2
-        pq = _direction(indptr, indices, data, z, p, q, rz_new / rz, False, partial)
-        rz = rz_new
-    return -1
+    return pcg_from(indptr, indices, data, diag_inv, x, tol, max_iter, r, z, p, q, partial, rr, rz, b_norm2)
