@@ -69,6 +69,19 @@ def blocked_dot(a, b, partial):  # pragma: no cover - JIT
     return total
 
 
+@njit(inline="always", **NJIT)
+def _sum3(partial, nb):  # pragma: no cover - JIT
+    """The three block sums ``partial[:nb]``, ``partial[nb:2nb]``, ``partial[2nb:3nb]``, added serially."""
+    a = 0.0
+    b = 0.0
+    c = 0.0
+    for k in range(nb):
+        a += partial[k]
+        b += partial[nb + k]
+        c += partial[2 * nb + k]
+    return a, b, c
+
+
 @njit(**PARALLEL)
 def _residual_and_precond(b, x_in, indptr, indices, data, r, z, diag_inv, partial):  # pragma: no cover - JIT
     """``r = b − A x``, ``z = D⁻¹ r``; returns (r·r, r·z, b·b) summed in fixed row blocks."""
@@ -90,14 +103,7 @@ def _residual_and_precond(b, x_in, indptr, indices, data, r, z, diag_inv, partia
         partial[k] = rr
         partial[nb + k] = rz
         partial[2 * nb + k] = bb
-    rr = 0.0
-    rz = 0.0
-    bb = 0.0
-    for k in range(nb):
-        rr += partial[k]
-        rz += partial[nb + k]
-        bb += partial[2 * nb + k]
-    return rr, rz, bb
+    return _sum3(partial, nb)
 
 
 @njit(**PARALLEL)
@@ -193,14 +199,7 @@ def theta_residual(indptr, indices, a_data, b_data, v, d1, d2, w1, w2, x, r, z, 
         partial[k] = rr
         partial[nb + k] = rz
         partial[2 * nb + k] = bb
-    rr = 0.0
-    rz = 0.0
-    bb = 0.0
-    for k in range(nb):
-        rr += partial[k]
-        rz += partial[nb + k]
-        bb += partial[2 * nb + k]
-    return rr, rz, bb
+    return _sum3(partial, nb)
 
 
 @njit(**NJIT)
