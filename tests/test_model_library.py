@@ -128,6 +128,10 @@ def test_models_list_and_show(capsys) -> None:
     assert main(["models", "show", "mitchell_schaeffer"]) == 0
     out = capsys.readouterr().out
     assert "tau_close" in out and "150" in out and "doi:10.1016/S0092-8240(03)00041-7" in out
+    assert "lookup table: none" in out
+    assert main(["models", "show", "tentusscher_2006"]) == 0
+    out = capsys.readouterr().out
+    assert "lookup table: 29 columns against V (11 gates, 7 voltage factors); 1 against ik1.V_EK" in out
     assert main(["models", "show", "mitchel_schaeffer"]) == 2
     assert "did you mean 'mitchell_schaeffer'" in capsys.readouterr().err
 

@@ -289,6 +289,15 @@ def _cmd_models(args: argparse.Namespace, out: TextIO) -> int:
             out.write(f"own stimulus: {model.cell_stimulus:g} A/F for {model.cell_stimulus_duration or 1:g} ms"
                       + (f" every {model.cell_bcl:g} ms" if model.cell_bcl else "") + "\n")
         out.write(f"activation threshold: {model.activation_threshold:g} mV\n")
+        lut = model.lookup
+        if lut is None:
+            out.write("lookup table: none (every rate evaluated exactly)\n")
+        else:
+            gates = sum(c.startswith("inf:") for c in lut.columns)
+            out.write(f"lookup table: {len(lut.columns)} columns against V ({gates} gates, "
+                      f"{len(lut.columns) - 2 * gates} voltage factors)"
+                      + "".join(f"; {len(k.columns)} against {k.name} in [{k.lo:g}, {k.hi:g}]" for k in lut.keys)
+                      + "\n")
         if model.currents:
             out.write("currents (for drug block): " + ", ".join(f"{c} -> {p}" for c, p in model.currents.items())
                       + "\n")

@@ -203,6 +203,10 @@ class ReactionModel:
             "name": self.name,
             "kind": self.kind,
             "currents": dict(self.currents),
+            "lookup_table": (None if self.lookup is None else
+                             {"columns": list(self.lookup.columns),
+                              "keys": {k.name: {"range": [k.lo, k.hi], "columns": list(k.columns)}
+                                       for k in self.lookup.keys}}),
             "description": self.description,
             "provenance": self.provenance,
             "source": self.source,
