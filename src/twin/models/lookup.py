@@ -42,7 +42,12 @@ class LookupSettings:
 
     @property
     def rows(self) -> int:
-        return int(np.floor((self.v_max - self.v_min) / self.dv)) + 1
+        return table_rows(self.v_min, self.v_max, self.dv)
+
+
+def table_rows(lo: float, hi: float, dv: float) -> int:
+    """Grid points of a table from ``lo`` to ``hi`` at spacing ``dv``."""
+    return int(np.floor((hi - lo) / dv)) + 1
 
 
 class LookupTables:
@@ -87,11 +92,13 @@ class LookupTables:
         self.keys = []
         for key in model.lookup.keys:
             lo = key.lo + GRID_OFFSET * settings.dv
-            rows = int(np.floor((key.hi - key.lo) / settings.dv)) + 1
+            rows = table_rows(key.lo, key.hi, settings.dv)
             tables, of_row = self._build(params, key.parameters, rows, len(key.columns),
                                          lambda p, out, key=key, lo=lo: key.build(p, lo, settings.dv, out),
                                          model.name, key.columns, key.name, lo)
             self.keys.append((key, tables, of_row, lo))
+        # the tissue kernel's further arguments, built once: the time loop passes them every step
+        self.tissue_key_args = tuple(x for _, t, r, k_lo in self.keys for x in (t, r, k_lo, self.inv_dv))
         self.columns = cols
         self.model = model
         self._params = params
@@ -113,10 +120,6 @@ class LookupTables:
             raise ModelError(f"model '{model}': lookup column {cols[c]!r} is not finite at "
                              f"{key} = {lo + i * self.dv:.4f}")
         return tables, of_row
-
-    def tissue_key_args(self) -> tuple:
-        """The further keys' arguments of the tissue kernel: ``tables, table_of_row, lo, inv_dv`` each."""
-        return tuple(x for _, tables, of_row, lo in self.keys for x in (tables, of_row, lo, self.inv_dv))
 
     def cell_key_args(self, row: int = 0) -> tuple:
         """The further keys' arguments of the single-cell loop for parameter row ``row``."""
@@ -200,7 +203,7 @@ class ReactionStepper:
             self.model.kernel(states, self.params, self.region, i_stim, dt, self.n_sub)
         else:
             self.model.lookup.step(states, self.params, self.region, i_stim, dt, self.n_sub, tables.tables,
-                                   tables.table_of_row, tables.v_lo, tables.inv_dv, *tables.tissue_key_args())
+                                   tables.table_of_row, tables.v_lo, tables.inv_dv, *tables.tissue_key_args)
 
     def info(self) -> dict:
         """What the run used (for ``summary.json``)."""

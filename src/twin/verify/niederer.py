@@ -453,20 +453,16 @@ def _checks(report: VerifyReport, runs: list[BenchmarkRun]) -> None:
     for r in runs:
         by_dt.setdefault(r.dt, []).append(r)
         by_dx.setdefault(r.dx, []).append(r)
-    for dt, group in by_dt.items():
-        group.sort(key=lambda r: -r.dx)
-        for a, b, c in zip(group, group[1:], group[2:]):
-            report.check(f"[dt {dt:g} ms] P8 converges in space: |P8({b.dx:g}) − P8({c.dx:g})| / "
-                         f"|P8({a.dx:g}) − P8({b.dx:g})|",
-                         contraction_ratio([a.points["P8"], b.points["P8"], c.points["P8"]]), None, 1.0,
-                         kind="max")
-    for dx, group in by_dx.items():
-        group.sort(key=lambda r: -r.dt)
-        for a, b, c in zip(group, group[1:], group[2:]):
-            report.check(f"[dx {dx:g} mm] P8 converges in time: |P8({b.dt:g}) − P8({c.dt:g})| / "
-                         f"|P8({a.dt:g}) − P8({b.dt:g})|",
-                         contraction_ratio([a.points["P8"], b.points["P8"], c.points["P8"]]), None, 1.0,
-                         kind="max")
+    # space at fixed dt, time at fixed dx: the same three-run contraction check
+    for groups, fixed, unit, varied, what in ((by_dt, "dt", "ms", "dx", "space"), (by_dx, "dx", "mm", "dt", "time")):
+        for value, group in groups.items():
+            group.sort(key=lambda r: -getattr(r, varied))
+            for a, b, c in zip(group, group[1:], group[2:]):
+                va, vb, vc = (getattr(r, varied) for r in (a, b, c))
+                report.check(f"[{fixed} {value:g} {unit}] P8 converges in {what}: |P8({vb:g}) − P8({vc:g})| / "
+                             f"|P8({va:g}) − P8({vb:g})|",
+                             contraction_ratio([a.points["P8"], b.points["P8"], c.points["P8"]]), None, 1.0,
+                             kind="max")
     for dt, group in by_dt.items():
         if len(group) == 2:
             logger.info("niederer: dt %g ms: two mesh spacings give one P8 difference (%.2f ms); a "
