@@ -52,6 +52,10 @@ class LookupKernels:
     indices of the parameters the table depends on.  ``keys`` are further tables indexed by
     other variables; ``step`` and ``pace`` then take ``tables, table_of_row, lo, inv_dv``
     (tissue) or ``table, lo, inv_dv`` (single cell) once more per key.
+
+    ``step_simd`` and ``step_flagged`` are the vectorised tissue kernel and its exact
+    follow-up for nodes off a table (see :class:`twin.models.lookup.ReactionStepper`);
+    ``None`` for kernels without them.
     """
 
     build_table: Any = field(repr=False)
@@ -60,6 +64,8 @@ class LookupKernels:
     columns: tuple[str, ...] = ()
     parameters: tuple[int, ...] = ()
     keys: tuple[LookupKey, ...] = ()
+    step_simd: Any = field(default=None, repr=False)
+    step_flagged: Any = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ from ..errors import ModelError
 logger = logging.getLogger(__name__)
 
 #: bump when the generated code changes, so cached kernels are regenerated
-GENERATOR_VERSION = "6"
+GENERATOR_VERSION = "7"
 
 LABEL_VM = "membrane_potential"
 LABEL_STIM = "stimulus_current"
@@ -447,11 +447,13 @@ def plan_lookup(a: ModelAnalysis) -> LookupPlan | None:
                       saved_calls=saved, keys=keys)
 
 
-def _writer(a: ModelAnalysis, subst: dict[str, str] | None = None) -> Any:
+def _writer(a: ModelAnalysis, subst: dict[str, str] | None = None, vec: bool = False) -> Any:
     """Myokit's Python expression writer, bound to the kernel's names.
 
     Small integer powers become Numba integer powers (multiplications, not ``pow``);
     ``subst`` maps the code of sub-expressions to names that replace them (table columns).
+    ``vec`` writes ``exp``/``log``/``sqrt`` as functions LLVM can vectorise
+    (:mod:`twin.models.vecmath`, ``np.sqrt``) for the SIMD kernel.
     """
     import myokit
     from myokit.formats.python import PythonExpressionWriter
@@ -482,17 +484,34 @@ def _writer(a: ModelAnalysis, subst: dict[str, str] | None = None) -> Any:
                 return f"({self.ex(e[0])})**{k}"
             return super()._ex_power(e)
 
+        if vec:
+            def _ex_exp(self, e: Any) -> str:
+                return f"vexp({self.ex(e[0])})"
+
+            def _ex_log(self, e: Any) -> str:
+                if len(e) == 1:
+                    return f"vlog({self.ex(e[0])})"
+                return f"(vlog({self.ex(e[0])}) / vlog({self.ex(e[1])}))"
+
+            def _ex_sqrt(self, e: Any) -> str:
+                return f"np.sqrt({self.ex(e[0])})"
+
     w = Writer()
     w.set_lhs_function(lhs_name)
     return w
 
 
-def _substep(a: ModelAnalysis, ind: str, plan: LookupPlan | None = None) -> list[str]:
+def _substep(a: ModelAnalysis, ind: str, plan: LookupPlan | None = None, vec: bool = False) -> list[str]:
     """One sub-step's lines: intermediates, derivatives (all at the old state), then the updates.
 
     With ``plan``, V-only values come from the interpolated columns ``lut_<k>`` instead, and
     the values tabulated against a further key ``k`` from ``lutk<k>_<c>``: interpolated right
     after the key is computed, or evaluated exactly when the key is off its table.
+
+    ``vec`` (with ``plan``) writes the branch-free body of the SIMD kernel: a key off its
+    table clears ``ok_`` (the node is then stepped again by the exact kernel) instead of
+    branching, the tables are the flat ``ktf<k>`` read at ``kb<k>_`` + row * columns, and
+    ``exp``/``log`` are :mod:`twin.models.vecmath`'s.
     """
     subst = None
     tabulated: dict[str, tuple[str, str]] = {}
@@ -513,14 +532,27 @@ def _substep(a: ModelAnalysis, ind: str, plan: LookupPlan | None = None) -> list
                 subst[key] = f"lutk{n}_{c}"
             skipped |= kp.only
             key_at[kp.var] = n
-    ex = _writer(a, subst).ex
+    ex = _writer(a, subst, vec).ex
     exact = _writer(a).ex
+    exp = "vexp" if vec else "math.exp"
     lines = []
     for v in a.intermediates:
         if v in skipped:
             continue
         lines.append(f"{ind}{_ident(v.qname())} = {ex(v.rhs())}")
-        if v in key_at:
+        if v in key_at and vec:
+            n = key_at[v]
+            nk = len(plan.keys[n].hoisted)
+            lines += [f"{ind}y_ = ({_ident(v.qname())} - k{n}_lo) * k{n}_inv",
+                      f"{ind}on_ = (y_ >= 0.0) & (y_ < k{n}_last)",
+                      f"{ind}ok_ = ok_ & on_",
+                      f"{ind}y_ = y_ if on_ else 0.0",
+                      f"{ind}j_ = int(y_)",
+                      f"{ind}u_ = y_ - j_",
+                      f"{ind}c_ = kb{n}_ + np.uint64(j_ * {nk})"]
+            lines += [f"{ind}lutk{n}_{c} = ktf{n}[c_ + np.uint64({c})] + u_ * (ktf{n}[c_ + np.uint64({nk + c})]"
+                      f" - ktf{n}[c_ + np.uint64({c})])" for c in range(nk)]
+        elif v in key_at:
             n = key_at[v]
             kp = plan.keys[n]
             lines += [f"{ind}y_ = ({_ident(v.qname())} - k{n}_lo) * k{n}_inv",
@@ -546,11 +578,11 @@ def _substep(a: ModelAnalysis, ind: str, plan: LookupPlan | None = None) -> list
             alpha, beta = ex(gate[0][1]), ex(gate[1][1])
             lines.append(f"{ind}ab_{name} = {alpha} + {beta}")
             lines.append(f"{ind}inf_{name} = ({alpha}) / ab_{name}")
-            updates.append(f"{ind}{name} = inf_{name} + ({name} - inf_{name}) * math.exp(-h_dt * ab_{name})")
+            updates.append(f"{ind}{name} = inf_{name} + ({name} - inf_{name}) * {exp}(-h_dt * ab_{name})")
         else:
             inf, tau = ex(gate[0]), ex(gate[1])
             lines.append(f"{ind}inf_{name} = {inf}")
-            updates.append(f"{ind}{name} = inf_{name} + ({name} - inf_{name}) * math.exp(-h_dt / ({tau}))")
+            updates.append(f"{ind}{name} = inf_{name} + ({name} - inf_{name}) * {exp}(-h_dt / ({tau}))")
     return lines + updates
 
 
@@ -603,10 +635,10 @@ def _key_table_builder(a: ModelAnalysis, kp: KeyPlan, n: int) -> list[str]:
     return lines
 
 
-def _preamble(a: ModelAnalysis, ind: str) -> list[str]:
-    """Parameters from the row ``p`` and the derived constants."""
+def _preamble(a: ModelAnalysis, ind: str, row: str = "p[{}]") -> list[str]:
+    """Parameters from the row ``p`` (or as ``row`` formats the index) and the derived constants."""
     ex = _writer(a).ex
-    lines = [f"{ind}{_ident(v.qname())} = p[{j}]" for j, v in enumerate(a.parameters)]
+    lines = [f"{ind}{_ident(v.qname())} = {row.format(j)}" for j, v in enumerate(a.parameters)]
     lines += [f"{ind}{_ident(v.qname())} = {ex(v.rhs())}" for v in a.derived]
     return lines
 
@@ -621,6 +653,7 @@ def generate_source(a: ModelAnalysis, func_name: str = "step", plan: LookupPlan 
         "import math",
         "import numpy as np",
         "from numba import njit, prange",
+        "from twin.models.vecmath import vexp, vlog  # noqa: F401 (used by the SIMD kernel)",
         "",
         "",
         "@njit(cache=True, nogil=True, fastmath=False, boundscheck=False)",
@@ -723,7 +756,82 @@ def generate_source(a: ModelAnalysis, func_name: str = "step", plan: LookupPlan 
         "            out[:, (k + 1) // sample_every] = states[:, 0]",
         "    return -1",
     ]
+    lines += _simd_kernel(a, plan)
     return "\n".join(lines) + "\n"
+
+
+def _simd_kernel(a: ModelAnalysis, plan: LookupPlan) -> list[str]:
+    """``step_simd`` (one sub-step of every node, vectorised over nodes) and ``step_flagged``.
+
+    LLVM vectorises the inner loop over a run of nodes of one parameter row when it has no
+    branch it cannot turn into selects, no call and no store it cannot prove independent:
+    so the states come as one 1-D array per state (``s0``, ``s1``… — distinct arguments, which
+    Numba's parfor marks ``noalias`` as long as the kernel creates no view), indices are
+    unsigned (no negative-index wrap-around), the tables are flat, every value is computed
+    for every node, and a node whose V (or further key) is off its table keeps its old states
+    and is flagged; ``step_flagged`` then steps those nodes by the exact branch of
+    ``node_step_lut``.
+    """
+    ind, ind2, ind3 = " " * 4, " " * 8, " " * 12
+    n_cols = len(plan.columns)
+    n_keys = len(plan.keys)
+    vm = _ident(a.vm.qname())
+    rows = ", ".join(f"s{k}" for k in range(len(a.states)))
+    key_args = "".join(f", ktf{n}, k{n}_rows, ktable_of_row{n}, k{n}_lo, k{n}_inv" for n in range(n_keys))
+    lines = [
+        "",
+        "",
+        "@njit(cache=True, nogil=True, fastmath=False, boundscheck=False, error_model='numpy', parallel=True)",
+        f"def step_simd({rows}, params, seg_start, seg_end, seg_row, i_stim, h_dt, tf, t_rows, table_of_row, v_lo,",
+        f"              inv_dv{key_args}, flag):  # pragma: no cover",
+        '    """One sub-step ``h_dt`` of the nodes of runs ``seg_start[s]:seg_end[s]`` (parameter row',
+        "    ``seg_row[s]``), the states one array per state; ``flag[node] = 1`` for a node left for",
+        '    ``step_flagged`` (off a table), 0 otherwise."""',
+        f"{ind}n_last = t_rows - 1",
+        *[f"{ind}k{n}_last = k{n}_rows - 1" for n in range(n_keys)],
+        f"{ind}for s_ in prange(seg_start.shape[0]):",
+        f"{ind2}r_ = seg_row[s_]",
+        *_preamble(a, ind2, "params[r_, {}]"),
+        f"{ind2}tb_ = np.uint64(table_of_row[r_]) * np.uint64(t_rows * {n_cols})",
+        *[f"{ind2}kb{n}_ = np.uint64(ktable_of_row{n}[r_]) * np.uint64(k{n}_rows * {len(kp.hoisted)})"
+          for n, kp in enumerate(plan.keys)],
+        f"{ind2}first_ = np.uint64(seg_start[s_])",
+        f"{ind2}for q_ in range(np.uint64(seg_end[s_] - seg_start[s_])):",
+        f"{ind3}node = first_ + np.uint64(q_)",
+        f"{ind3}stim = i_stim[node]",
+    ]
+    names = [_ident(s.qname()) for s in a.states]
+    lines += [f"{ind3}{name} = s{k}[node]" for k, name in enumerate(names)]
+    lines += [f"{ind3}old{k}_ = {name}" for k, name in enumerate(names)]
+    lines += [
+        f"{ind3}x_ = ({vm} - v_lo) * inv_dv",
+        f"{ind3}ok_ = (x_ >= 0.0) & (x_ < n_last)",
+        f"{ind3}x_ = x_ if ok_ else 0.0",
+        f"{ind3}i_ = int(x_)",
+        f"{ind3}w_ = x_ - i_",
+        f"{ind3}b_ = tb_ + np.uint64(i_ * {n_cols})",
+    ]
+    lines += [f"{ind3}lut_{k} = tf[b_ + np.uint64({k})] + w_ * (tf[b_ + np.uint64({n_cols + k})]"
+              f" - tf[b_ + np.uint64({k})])" for k in range(n_cols)]
+    lines += _substep(a, ind3, plan, vec=True)
+    lines += [f"{ind3}s{k}[node] = {name} if ok_ else old{k}_" for k, name in enumerate(names)]
+    lines.append(f"{ind3}flag[node] = 0 if ok_ else 1")
+    key_tissue = "".join(f", ktables{n}, ktable_of_row{n}, k{n}_lo, k{n}_inv" for n in range(n_keys))
+    key_pass = "".join(f", ktables{n}[ktable_of_row{n}[r]], k{n}_lo, k{n}_inv" for n in range(n_keys))
+    lines += [
+        "",
+        "",
+        "@njit(cache=True, nogil=True, fastmath=False, boundscheck=False, parallel=True)",
+        f"def step_flagged(states, params, region, i_stim, h_dt, tables, table_of_row, v_lo, inv_dv{key_tissue},"
+        " flag):  # pragma: no cover",
+        '    """One sub-step ``h_dt`` of the nodes ``step_simd`` flagged, by ``node_step_lut``."""',
+        "    for node in prange(states.shape[1]):",
+        "        if flag[node]:",
+        "            r = region[node]",
+        "            node_step_lut(states, node, params[r], i_stim[node], h_dt, 1, tables[table_of_row[r]], v_lo, inv_dv"
+        f"{key_pass})",
+    ]
+    return lines
 
 
 @dataclass
@@ -760,7 +868,10 @@ def build_kernel(path: str | Path) -> GeneratedModel:
     plan = plan_lookup(analysis) if analysis.meta.get("twin_kind", "cardiac").strip() != "generic" else None
     timings["analyse"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    key = hashlib.sha256((GENERATOR_VERSION + "\0" + text).encode()).hexdigest()[:16]
+    # the SIMD kernel inlines vecmath's functions: a change there must regenerate (Numba's cache
+    # of the generated module only watches the module's own file)
+    vecmath = Path(__file__).with_name("vecmath.py").read_text(encoding="utf-8")
+    key = hashlib.sha256((GENERATOR_VERSION + "\0" + vecmath + "\0" + text).encode()).hexdigest()[:16]
     stem = re.sub(r"[^0-9a-zA-Z_]", "_", path.stem)
     module_name = f"twin_kernel_{stem}_{key}"
     target = kernel_cache_dir() / f"{module_name}.py"
@@ -780,6 +891,7 @@ def build_kernel(path: str | Path) -> GeneratedModel:
         spec.loader.exec_module(module)
     timings["import"] = time.perf_counter() - t0
     lookup = ({"build_table": module.build_table, "step": module.step_lut, "pace": module.pace_lut,
+               "step_simd": module.step_simd, "step_flagged": module.step_flagged,
                "key_builders": tuple(getattr(module, f"build_key_table{n}") for n in range(len(plan.keys)))}
               if plan is not None else None)
     return GeneratedModel(analysis=analysis, protocol=protocol, kernel=module.step, pace=module.pace,

@@ -137,7 +137,8 @@ def _load(path: str, mtime: float) -> ReactionModel:
                               tuple(gen.plan.columns), tuple(gen.plan.parameters),
                               tuple(LookupKey(kp.var.qname(), build, kp.lo, kp.hi, tuple(kp.columns),
                                               tuple(kp.parameters))
-                                    for kp, build in zip(gen.plan.keys, gen.lookup["key_builders"])))
+                                    for kp, build in zip(gen.plan.keys, gen.lookup["key_builders"])),
+                              gen.lookup["step_simd"], gen.lookup["step_flagged"])
                 if gen.lookup is not None and gen.plan is not None else None),
     )
     logger.debug("model %s prepared in %.2f s (%s)", name, time.perf_counter() - t0, gen.timings)

@@ -33,12 +33,15 @@ GRID_OFFSET = 0.3090169943749474
 
 @dataclass(frozen=True)
 class LookupSettings:
-    """Range and spacing of the tables [mV]; ``enabled=False`` evaluates every rate exactly."""
+    """Range and spacing of the tables [mV]; ``enabled=False`` evaluates every rate exactly;
+    ``simd=False`` keeps the node-at-a-time tissue kernel."""
 
     enabled: bool = True
     v_min: float = -120.0
     v_max: float = 80.0
     dv: float = 0.02
+    #: step tissue with the vectorised kernel (``step_simd``) when the model has one
+    simd: bool = True
 
     @property
     def rows(self) -> int:
@@ -97,8 +100,11 @@ class LookupTables:
                                          lambda p, out, key=key, lo=lo: key.build(p, lo, settings.dv, out),
                                          model.name, key.columns, key.name, lo)
             self.keys.append((key, tables, of_row, lo))
-        # the tissue kernel's further arguments, built once: the time loop passes them every step
+        # the tissue kernels' further arguments, built once: the time loop passes them every step
         self.tissue_key_args = tuple(x for _, t, r, k_lo in self.keys for x in (t, r, k_lo, self.inv_dv))
+        self.simd_key_args = tuple(x for _, t, r, k_lo in self.keys
+                                   for x in (t.reshape(-1), t.shape[1], r, k_lo, self.inv_dv))
+        self.flat = self.tables.reshape(-1)   # the SIMD kernel indexes one flat array
         self.columns = cols
         self.model = model
         self._params = params
@@ -149,6 +155,25 @@ class LookupTables:
         return dict(zip(self.columns, map(float, worst)))
 
 
+#: longest run of nodes the SIMD kernel takes as one task (threads share runs out statically)
+RUN_NODES = 512
+
+
+def row_runs(region: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split nodes ``0..n`` into runs of consecutive nodes on one parameter row.
+
+    Returns ``(starts, ends, rows)``: run ``k`` is ``starts[k]:ends[k]`` on row ``rows[k]``;
+    no run is longer than ``max_len``.
+    """
+    n = region.shape[0]
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32)
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(region)) + 1, [n]])
+    starts = np.concatenate([np.arange(a, b, max_len) for a, b in zip(bounds[:-1], bounds[1:])]).astype(np.int64)
+    ends = np.append(starts[1:], n)
+    return starts, ends, np.ascontiguousarray(region[starts], dtype=np.int32)
+
+
 class ReactionStepper:
     """Advances every node's reaction by ``dt``: through the lookup tables when the model has
     them and they are enabled, else exactly.
@@ -170,7 +195,11 @@ class ReactionStepper:
         self.region = region
         self.n_sub = n_sub
         self.settings = settings if settings is not None and settings.enabled and model.lookup else None
+        self.simd = (self.settings is not None and self.settings.simd and model.lookup is not None
+                     and model.lookup.step_simd is not None)
         self._tables: dict[float, LookupTables | None] = {}
+        self._runs: tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+        self._flag = np.zeros(0, dtype=np.uint8)
 
     def prepare(self, dt: float) -> LookupTables | None:
         """Build (once) the tables for steps of ``dt`` [ms]; ``None`` when stepping exactly."""
@@ -201,9 +230,33 @@ class ReactionStepper:
         tables = self.prepare(dt)
         if tables is None:
             self.model.kernel(states, self.params, self.region, i_stim, dt, self.n_sub)
+        elif self.simd and states.flags.c_contiguous:
+            self._step_simd(states, i_stim, dt, tables)
         else:
             self.model.lookup.step(states, self.params, self.region, i_stim, dt, self.n_sub, tables.tables,
                                    tables.table_of_row, tables.v_lo, tables.inv_dv, *tables.tissue_key_args)
+
+    def _step_simd(self, states: np.ndarray, i_stim: np.ndarray, dt: float, tables: LookupTables) -> None:
+        """The vectorised kernel over runs of nodes, then the exact kernel on the nodes it left."""
+        lk = self.model.lookup
+        n = states.shape[1]
+        if self._flag.shape[0] != n:
+            self._flag = np.zeros(n, dtype=np.uint8)
+        flag = self._flag
+        starts, ends, rows = self._row_runs(self.region)
+        h_dt = dt / self.n_sub
+        for _ in range(self.n_sub):
+            lk.step_simd(*states, self.params, starts, ends, rows, i_stim, h_dt, tables.flat, tables.tables.shape[1],
+                         tables.table_of_row, tables.v_lo, tables.inv_dv, *tables.simd_key_args, flag)
+            if flag.any():
+                lk.step_flagged(states, self.params, self.region, i_stim, h_dt, tables.tables, tables.table_of_row,
+                                tables.v_lo, tables.inv_dv, *tables.tissue_key_args, flag)
+
+    def _row_runs(self, region: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Runs of consecutive nodes on one parameter row, at most :data:`RUN_NODES` long (cached)."""
+        if self._runs is None or self._runs[0] is not region:
+            self._runs = (region, row_runs(region, RUN_NODES))
+        return self._runs[1]
 
     def info(self) -> dict:
         """What the run used (for ``summary.json``)."""
@@ -211,7 +264,8 @@ class ReactionStepper:
             return {"lookup_table": False}
         t = next(t for t in self._tables.values() if t is not None)
         column, error = max(t.midpoint_error().items(), key=lambda kv: kv[1])
-        return {"lookup_table": True, "v_min_mV": self.settings.v_min, "v_max_mV": self.settings.v_max,
+        return {"lookup_table": True, "simd": self.simd, "v_min_mV": self.settings.v_min,
+                "v_max_mV": self.settings.v_max,
                 "dv_mV": self.settings.dv, "columns": len(t.columns), "tables": int(t.tables.shape[0]),
                 "keys": {key.name: {"range": [key.lo, key.hi], "columns": len(key.columns)}
                          for key, *_ in t.keys},
