@@ -198,16 +198,24 @@ def matvec_bytes(n: int, nnz: int) -> dict[str, int]:
     return {"compulsory": base + 8 * n, "no_reuse": base + 8 * nnz}
 
 
+def sell_matvec_bytes(n: int, entries: int, chunks: int) -> int:
+    """Compulsory traffic of one SELL-8 ``y = A x`` (twin.solver.sell.sell_matvec): values 8 and
+    columns 4 per stored entry (padding included), offset + width 16 per chunk, x read once,
+    y written (8 per padded row)."""
+    return 12 * entries + 16 * chunks + 8 * n + 8 * 8 * chunks
+
+
 #: bytes per unknown moved by the vector operations of one iteration of the fused
-#: twin.solver.linalg.pcg, besides its mat-vec (whose pass also forms p·q from registers):
+#: twin.solver.linalg.pcg / twin.solver.sell.pcg_from, besides its mat-vec (whose pass also forms p·q from registers):
 #: the update pass reads x, p, r, q, D⁻¹ and writes x, r, z (64), p = z + βp reads 2, writes 1 (24)
 PCG_VECTOR_BYTES_PER_ITER = 88
 #: set-up of one solve: the residual pass (with its mat-vec) reads b, D⁻¹ and writes r, z (32), p = z (16)
 PCG_VECTOR_BYTES_SETUP = 48
 
 
-def pcg_bytes(n: int, nnz: int, iterations: int) -> int:
-    mv = matvec_bytes(n, nnz)["compulsory"]
+def pcg_bytes(n: int, nnz: int, iterations: int, mv: int | None = None) -> int:
+    """Traffic of one PCG solve: ``mv`` bytes per mat-vec (default: the CSR model)."""
+    mv = matvec_bytes(n, nnz)["compulsory"] if mv is None else mv
     return (iterations + 1) * mv + iterations * PCG_VECTOR_BYTES_PER_ITER * n + PCG_VECTOR_BYTES_SETUP * n
 
 

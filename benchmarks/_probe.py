@@ -86,17 +86,14 @@ def compile_probe(model_name: str) -> dict:
     stepper(states, np.zeros(2), 0.01)
     t_kernel = time.perf_counter() - t0
 
+    import scipy.sparse as sp
+
     from twin.observers.activation import ActivationMap
-    from twin.solver.linalg import N_BLOCKS, csr_matvec, pcg
+    from twin.solver.diffusion import DiffusionStepper
     t0 = time.perf_counter()
-    indptr = np.array([0, 1, 2], np.int64)
-    indices = np.array([0, 1], np.int32)
-    data = np.array([2.0, 2.0])
-    b = np.ones(2)
-    x = np.zeros(2)
-    csr_matvec(indptr, indices, data, b, x)
-    work = [np.zeros(2) for _ in range(4)]
-    pcg(indptr, indices, data, 1.0 / data, b, x, 1e-8, 10, *work, np.zeros(3 * N_BLOCKS))
+    k = sp.csr_matrix(np.array([[1.0, -1.0], [-1.0, 1.0]]))
+    m = sp.csr_matrix(np.array([[2.0, 1.0], [1.0, 2.0]]) / 6.0)
+    DiffusionStepper(k, m, 140.0, 0.01, 0.01).warm_up()      # the SELL mat-vec and PCG kernels
     ActivationMap(2, 0.0).update(np.zeros(2), np.ones(2), 0.0, 0.01)
     t_solver = time.perf_counter() - t0
     return {"model": model_name, "import_s": t_import, "model_load_s": t_load, "kernel_first_call_s": t_kernel,

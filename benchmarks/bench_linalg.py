@@ -1,4 +1,4 @@
-"""Memory bandwidth: STREAM triad, CSR mat-vec and one PCG solve, in GB/s (1e9 B/s).
+"""Memory bandwidth: STREAM triad, sparse mat-vec and one PCG solve, in GB/s (1e9 B/s).
 
 ``bench_triad[threads]``
     ``a = b + s c`` over 3 × 2^23 float64 (3 × 64 MiB, beyond any cache here), Numba
@@ -6,11 +6,12 @@
     write a; the write-allocate read of ``a`` is not counted, as in STREAM).
 
 ``bench_matvec[matrix-threads]``
-    ``twin.solver.linalg.csr_matvec`` on the P1 stiffness of a box mesh, in the arrays
-    twin's diffusion stepper uses (int64 indptr, int32 indices, float64 data).
-    Bytes per call = 12 nnz + 8 (n+1) + 8 n (x read once) + 8 n (y written): the
-    compulsory traffic (see ``_common.matvec_bytes``; ``GBs_no_reuse`` counts one x
-    gather per nonzero instead).  ``GBs_per_triad_GBs`` is the fraction of the triad
+    ``twin.solver.sell.sell_matvec`` (the SELL-8 mat-vec twin's diffusion solve uses) on the
+    P1 stiffness of a box mesh.  Bytes per call = 12 per stored entry (padding included) +
+    16 per chunk of 8 rows + 8 n (x read once) + 8 per padded row (y written): the compulsory
+    traffic (``_common.sell_matvec_bytes``; ``GBs_no_reuse`` counts one x gather per entry
+    instead).  ``csr_GBs`` and ``sell_speedup_over_csr``: the CSR mat-vec
+    (``twin.solver.linalg.csr_matvec``) on the same matrix in the same session.  ``GBs_per_triad_GBs`` is the fraction of the triad
     bandwidth at the same thread count that the mat-vec reaches (target >= 0.6).
     Matrices: ``niederer`` = the slab at dx 0.2 (58 176 nodes, 0.83 M nnz, ~10 MB: it fits
     in the 32 MB L3 of the reference machine, so it can beat the DRAM triad);
@@ -21,8 +22,8 @@
     One Jacobi-PCG solve of the Niederer diffusion system (M + θ dt K/(χ Cm)) x = B v with
     θ = 1/2, dt = 0.01 ms, tolerance 1e-8, warm-started from v, where v is a
     depolarisation front (-85 mV to +20 mV, tanh over 0.5 mm at x = 5 mm) — what one
-    time step of the slab solves.  Bytes = (its + 1) mat-vecs + 136 n per iteration + 96 n
-    (``_common.pcg_bytes``).  Reported: ``iterations``, ``GBs``, ``GBs_per_triad_GBs``.
+    time step of the slab solves, with the SELL-8 kernels of the diffusion stepper.
+    Bytes = (its + 1) mat-vecs + the vector traffic (``_common.pcg_bytes``) + B's values.  Reported: ``iterations``, ``GBs``, ``GBs_per_triad_GBs``.
 """
 
 from __future__ import annotations
@@ -87,34 +88,49 @@ def matrix(request):
 @pytest.mark.parametrize("threads", THREADS, ids=lambda t: f"{t}thr")
 def bench_matvec(measure, matrix, threads):
     from twin.solver.linalg import csr_matvec
+    from twin.solver.sell import sell_from_csr, sell_matvec
 
     _threads_or_skip(threads)
     name, (indptr, indices, data) = matrix
     n = indptr.shape[0] - 1
     nnz = data.shape[0]
+    sm = sell_from_csr(indptr, indices, data)
+    val = sm.values[0]
     x = np.random.default_rng(0).standard_normal(n)
-    y = np.zeros(n)
+    y = np.zeros(sm.n_pad)
+    y_csr = np.zeros(n)
+    indices32 = indices.astype(np.uint32)
     reps = max(1, int(2e7 // nnz))       # about 20 M nonzeros per timed call
 
     def calls():
         for _ in range(reps):
-            csr_matvec(indptr, indices, data, x, y)
+            sell_matvec(sm.offset, sm.width, sm.col, val, x, y)
+
+    def calls_csr():
+        for _ in range(reps):
+            csr_matvec(indptr, indices32, data, x, y_csr)
 
     with C.numba_threads(threads):
-        csr_matvec(indptr, indices, data, x, y)
+        sell_matvec(sm.offset, sm.width, sm.col, val, x, y)
+        csr_matvec(indptr, indices32, data, x, y_csr)
+        csr_best = C.best_of(calls_csr, 3)[0]
         best, median = measure.run(calls, rounds=7, warmup=1)
     import scipy.sparse as sp
 
-    assert np.allclose(y, sp.csr_matrix((data, indices, indptr), shape=(n, n)) @ x)
+    assert np.allclose(y[:n], sp.csr_matrix((data, indices, indptr), shape=(n, n)) @ x)
+    chunks = sm.width.shape[0]
+    nbytes = C.sell_matvec_bytes(n, sm.col.shape[0], chunks)
     b = C.matvec_bytes(n, nnz)
     t = best / reps
-    gbs = b["compulsory"] / t / 1e9
-    measure.report(threads, ratio_to_triad={"GBs": gbs}, matrix=name, nodes=n, nnz=nnz,
-                   nnz_per_row=nnz / n, bytes_per_call=b["compulsory"], GBs=gbs,
-                   GBs_median=b["compulsory"] / (median / reps) / 1e9, GBs_no_reuse=b["no_reuse"] / t / 1e9,
+    gbs = nbytes / t / 1e9
+    measure.report(threads, ratio_to_triad={"GBs": gbs}, matrix=name, format="SELL-8", nodes=n, nnz=nnz,
+                   padding=sm.col.shape[0] / nnz - 1, nnz_per_row=nnz / n, bytes_per_call=nbytes, GBs=gbs,
+                   GBs_median=nbytes / (median / reps) / 1e9,
+                   GBs_no_reuse=(nbytes - 8 * n + 8 * sm.col.shape[0]) / t / 1e9,
                    matvecs_per_s=1 / t, nonzeros_per_s=nnz / t,
-                   GBs_cpu_norm=b["compulsory"] * reps / (measure.cpu_seconds() / threads) / 1e9,
-                   summary_keys=["nnz", "GBs_no_reuse", "GBs_cpu_norm", "cpu_use"])
+                   csr_GBs=b["compulsory"] / (csr_best / reps) / 1e9, sell_speedup_over_csr=csr_best / best,
+                   GBs_cpu_norm=nbytes * reps / (measure.cpu_seconds() / threads) / 1e9,
+                   summary_keys=["nnz", "padding", "csr_GBs", "sell_speedup_over_csr", "GBs_cpu_norm", "cpu_use"])
 
 
 # --------------------------------------------------------------------------- PCG
@@ -130,32 +146,35 @@ def niederer_stepper():
 @pytest.mark.ci
 @pytest.mark.parametrize("threads", THREADS, ids=lambda t: f"{t}thr")
 def bench_pcg(measure, niederer_stepper, threads):
-    from twin.solver.linalg import csr_matvec, pcg
+    from twin.solver.sell import pcg_from, theta_residual
 
     _threads_or_skip(threads)
     st, v = niederer_stepper
-    bi, bj, bv = st._indptr, st._indices, st._b
-    ai, aj, av = st._indptr, st._indices, st._a
+    sm = st._sell
+    a, b = sm.values[0], sm.values[1]
     n = v.shape[0]
-    rhs = np.zeros(n)
-    x = np.zeros(n)
-    r, z, p, q = (np.zeros(n) for _ in range(4))
-    partial = np.zeros(3 * 64)  # linalg.pcg needs 3 * N_BLOCKS partial sums
+    x = np.zeros(sm.n_pad)
+    r, z, p, q = (np.zeros(sm.n_pad) for _ in range(4))
+    partial = np.zeros(3 * 64)  # 3 * N_BLOCKS partial sums
     its: list[int] = []
 
     def solve():
-        x[:] = v
-        its.append(pcg(ai, aj, av, st._diag_inv, rhs, x, st.tol, st.max_iter, r, z, p, q, partial))
+        x[:n] = v     # warm start from v, as a time step without history
+        rr, rz, bb = theta_residual(sm.offset, sm.width, sm.col, a, b, v, x, r, z, st._diag_inv, partial)
+        its.append(pcg_from(sm.offset, sm.width, sm.col, a, st._diag_inv, x, st.tol, st.max_iter, r, z, p, q,
+                            partial, rr, rz, bb))
 
     with C.numba_threads(threads):
-        csr_matvec(bi, bj, bv, v, rhs)
         best, median = measure.run(solve, rounds=10, warmup=2)
     assert min(its) > 0, "PCG failed"
     it = its[-1]
-    nbytes = C.pcg_bytes(n, av.shape[0], it)
+    chunks = sm.width.shape[0]
+    mv = C.sell_matvec_bytes(n, sm.col.shape[0], chunks)
+    # the set-up pass reads B's values too (its pattern is A's)
+    nbytes = C.pcg_bytes(n, sm.nnz, it, mv) + 8 * sm.col.shape[0]
     gbs = nbytes / best / 1e9
-    measure.report(threads, ratio_to_triad={"GBs": gbs}, matrix="niederer M + 0.5 dt K'", nodes=n,
-                   nnz=int(av.shape[0]), iterations=it, GBs=gbs, GBs_median=nbytes / median / 1e9,
+    measure.report(threads, ratio_to_triad={"GBs": gbs}, matrix="niederer M + 0.5 dt K'", format="SELL-8",
+                   nodes=n, nnz=sm.nnz, iterations=it, GBs=gbs, GBs_median=nbytes / median / 1e9,
                    solve_ms=1e3 * best, ms_per_iteration=1e3 * best / it,
                    GBs_cpu_norm=nbytes / (measure.cpu_seconds() / threads) / 1e9,
                    summary_keys=["iterations", "solve_ms", "ms_per_iteration", "GBs_cpu_norm", "cpu_use"])
