@@ -146,7 +146,7 @@ def niederer_stepper():
 @pytest.mark.ci
 @pytest.mark.parametrize("threads", THREADS, ids=lambda t: f"{t}thr")
 def bench_pcg(measure, niederer_stepper, threads):
-    from twin.solver.sell import pcg_from, theta_residual
+    from twin.solver.sell import partials, pcg_from, theta_residual
 
     _threads_or_skip(threads)
     st, v = niederer_stepper
@@ -155,7 +155,7 @@ def bench_pcg(measure, niederer_stepper, threads):
     n = v.shape[0]
     x = np.zeros(sm.n_pad)
     r, z, p, q = (np.zeros(sm.n_pad) for _ in range(4))
-    partial = np.zeros(3 * 64)  # 3 * N_BLOCKS partial sums
+    partial = partials()
     its: list[int] = []
 
     def solve():

@@ -8,8 +8,7 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from twin.solver.linalg import N_BLOCKS
-from twin.solver.sell import SELL_C, extrapolate, pcg_from, sell_from_csr, sell_matvec, theta_residual
+from twin.solver.sell import SELL_C, extrapolate, partials, pcg_from, sell_from_csr, sell_matvec, theta_residual
 
 
 def _spd(n: int, seed: int) -> sp.csr_matrix:
@@ -47,9 +46,10 @@ def test_two_matrices_share_the_pattern():
 def _solve(sm, diag_inv, v, start, tol=1e-12):
     n_pad = sm.n_pad
     x = np.zeros(n_pad)
-    extrapolate(v, start - v, np.zeros_like(v), 1.0, 0.0, x)
+    zero = np.zeros_like(v)
+    extrapolate(v, start - v, zero, zero, zero, 1.0, 0.0, 0.0, 0.0, x)
     r, z, p, q = (np.zeros(n_pad) for _ in range(4))
-    partial = np.zeros(3 * N_BLOCKS)
+    partial = partials()
     rr, rz, bb = theta_residual(sm.offset, sm.width, sm.col, sm.values[0], sm.values[1], v, x, r, z, diag_inv,
                                 partial)
     its = pcg_from(sm.offset, sm.width, sm.col, sm.values[0], diag_inv, x, tol, 500, r, z, p, q, partial, rr, rz,

@@ -182,7 +182,8 @@ def test_extrapolated_start_cuts_pcg_iterations_on_a_travelling_front():
     for n in range(3):
         stepper.step(front(0.01 * n))
     saved = {key: np.array(val, copy=True) for key, val in stepper.checkpoint_arrays().items()}
-    assert set(saved) == {"diffusion_delta", "diffusion_delta2", "diffusion_history"}
+    assert set(saved) == {"diffusion_changes", "diffusion_history"}
+    assert saved["diffusion_changes"].shape == (3, v1.shape[0])
     a = front(0.03)
     stepper.step(a)
     other = DiffusionStepper(k, m, chi=140.0, cm=0.01, dt=0.01, tol=1e-8)
@@ -190,3 +191,14 @@ def test_extrapolated_start_cuts_pcg_iterations_on_a_travelling_front():
     b = front(0.03)
     other.step(b)
     np.testing.assert_array_equal(a, b)
+    # a checkpoint of an older twin (the last two changes) continues with a linear extrapolation
+    old_style = {"diffusion_delta": saved["diffusion_changes"][0], "diffusion_delta2": saved["diffusion_changes"][1],
+                 "diffusion_history": np.array(2)}
+    two = {"diffusion_changes": saved["diffusion_changes"][:2], "diffusion_history": np.array(2)}
+    c, d = front(0.03), front(0.03)
+    for arrays, v in ((old_style, c), (two, d)):
+        resumed = DiffusionStepper(k, m, chi=140.0, cm=0.01, dt=0.01, tol=1e-8)
+        resumed.restore(arrays)
+        resumed.step(v)
+    np.testing.assert_array_equal(c, d)
+    assert not np.array_equal(c, a)      # two changes, not three: a different (linear) start

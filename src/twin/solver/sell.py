@@ -15,8 +15,10 @@ row), so they never read past ``x`` and only turn a row into NaN when that row's
 value already is.  Vectors handed to the kernels have ``n_pad = 8 ⌈n/8⌉`` entries,
 except the state ``v``, which has ``n``.
 
-Reductions are summed over :data:`twin.solver.linalg.N_BLOCKS` fixed blocks of chunks,
-then serially: bitwise identical for any thread count.
+Reductions (dot products) are summed in 8 lanes (row mod 8) over each of
+:data:`twin.solver.linalg.N_BLOCKS` fixed blocks of chunks, then serially: the lanes let
+LLVM vectorise the loops that form them, the fixed blocks make them bitwise identical for
+any thread count.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 from numba import prange
 
 from ..jit import NJIT, PARALLEL, njit
-from .linalg import _sum3, _update_precond
+from .linalg import N_BLOCKS
 
 #: rows per chunk: 8 float64 = one AVX-512 register (two AVX2 registers)
 SELL_C = 8
@@ -36,6 +38,21 @@ _C = np.uint64(SELL_C)
 #: the parallel kernels: prange bodies never raise (a division by zero gives inf/NaN, caught
 #: by the solver as divergence), which lets LLVM vectorise them
 _SIMD = dict(PARALLEL, error_model="numpy")
+
+
+def partials() -> np.ndarray:
+    """Work array for the reductions of :func:`theta_residual` and :func:`pcg_from`."""
+    return np.zeros(3 * N_BLOCKS * SELL_C)
+
+
+@njit(inline="always", **NJIT)
+def _lanes(partial, nb, which):  # pragma: no cover - JIT
+    """Sum of reduction ``which`` (0, 1, 2): its 8 lanes of every block, in a fixed order."""
+    total = 0.0
+    start = which * nb * SELL_C
+    for k in range(nb * SELL_C):
+        total += partial[start + k]
+    return total
 
 
 @dataclass(frozen=True)
@@ -128,55 +145,51 @@ def sell_matvec(offset, width, col, val, x, out):  # pragma: no cover - JIT
 
 
 @njit(**_SIMD)
-def extrapolate(v, d1, d2, w1, w2, x):  # pragma: no cover - JIT
-    """``x = v + w1 d1 + w2 d2`` over the ``n`` rows of ``v``."""
+def extrapolate(v, d1, d2, d3, d4, w1, w2, w3, w4, x):  # pragma: no cover - JIT
+    """``x = v + w1 d1 + w2 d2 + w3 d3 + w4 d4`` over the ``n`` rows of ``v``."""
     for i in prange(v.shape[0]):
-        x[i] = v[i] + w1 * d1[i] + w2 * d2[i]
+        x[i] = v[i] + (w1 * d1[i] + w2 * d2[i] + w3 * d3[i] + w4 * d4[i])
 
 
 @njit(**_SIMD)
 def theta_residual(offset, width, col, a, b, v, x, r, z, diag_inv, partial):  # pragma: no cover - JIT
     """The start of a θ-scheme solve: ``r = B v − A x``, ``z = D⁻¹ r``; returns (r·r, r·z, b·b)
-    with ``b = B v``, over fixed blocks of chunks.  ``x`` (length n_pad) is the start, ``v`` the
-    state (length n); ``z`` first collects B v and ``r`` A x.
+    with ``b = B v``.  ``x`` (length n_pad) is the start, ``v`` the state (length n); ``z``
+    first collects B v and ``r`` A x.  Padding rows end with r = z = 0 (their D⁻¹ is 0).
     """
-    n = v.shape[0]
     n_chunks = width.shape[0]
-    nb = partial.shape[0] // 3
+    nb = partial.shape[0] // (3 * SELL_C)
     per = (n_chunks + nb - 1) // nb
     for k in prange(nb):
-        rr = 0.0
-        rz = 0.0
-        bb = 0.0
+        l1 = np.uint64(k) * _C
+        l2 = np.uint64(nb + k) * _C
+        l3 = np.uint64(2 * nb + k) * _C
+        for m in range(_C):
+            partial[l1 + m] = 0.0
+            partial[l2 + m] = 0.0
+            partial[l3 + m] = 0.0
         for c in range(k * per, min(n_chunks, (k + 1) * per)):
             o = np.uint64(offset[c])
             base = np.uint64(c) * _C
-            for q in range(_C):
-                z[base + q] = 0.0
-                r[base + q] = 0.0
+            for m in range(_C):
+                z[base + m] = 0.0
+                r[base + m] = 0.0
             for j in range(np.uint64(width[c])):
                 e = o + np.uint64(j) * _C
-                for q in range(_C):
-                    z[base + q] += b[e + q] * v[col[e + q]]
-                    r[base + q] += a[e + q] * x[col[e + q]]
-            for q in range(SELL_C):
-                i = c * SELL_C + q
-                if i < n:
-                    bv = z[i]
-                    ri = bv - r[i]
-                    zi = diag_inv[i] * ri
-                    r[i] = ri
-                    z[i] = zi
-                    rr += ri * ri
-                    rz += ri * zi
-                    bb += bv * bv
-                else:
-                    r[i] = 0.0
-                    z[i] = 0.0
-        partial[k] = rr
-        partial[nb + k] = rz
-        partial[2 * nb + k] = bb
-    return _sum3(partial, nb)
+                for m in range(_C):
+                    z[base + m] += b[e + m] * v[col[e + m]]
+                    r[base + m] += a[e + m] * x[col[e + m]]
+            for m in range(_C):
+                i = base + m
+                bv = z[i]
+                ri = bv - r[i]
+                zi = diag_inv[i] * ri
+                r[i] = ri
+                z[i] = zi
+                partial[l1 + m] += ri * ri
+                partial[l2 + m] += ri * zi
+                partial[l3 + m] += bv * bv
+    return _lanes(partial, nb, 0), _lanes(partial, nb, 1), _lanes(partial, nb, 2)
 
 
 @njit(**_SIMD)
@@ -184,10 +197,12 @@ def _direction(offset, width, col, a, z, p, q, beta, first, partial):  # pragma:
     """``p = z + βp`` and ``q = A z + βq`` (= A p) in one pass, returning ``p·q``; ``first``
     sets ``p = z``, ``q = A z`` (see :func:`twin.solver.linalg._direction`)."""
     n_chunks = width.shape[0]
-    nb = partial.shape[0] // 3
+    nb = partial.shape[0] // (3 * SELL_C)
     per = (n_chunks + nb - 1) // nb
     for k in prange(nb):
-        acc = 0.0
+        lane = np.uint64(k) * _C
+        for m in range(_C):
+            partial[lane + m] = 0.0
         for c in range(k * per, min(n_chunks, (k + 1) * per)):
             o = np.uint64(offset[c])
             base = np.uint64(c) * _C
@@ -198,14 +213,35 @@ def _direction(offset, width, col, a, z, p, q, beta, first, partial):  # pragma:
                 e = o + np.uint64(j) * _C
                 for m in range(_C):
                     q[base + m] += a[e + m] * z[col[e + m]]
-            for m in range(SELL_C):
-                i = c * SELL_C + m
-                acc += p[i] * q[i]
-        partial[k] = acc
-    total = 0.0
-    for k in range(nb):
-        total += partial[k]
-    return total
+            for m in range(_C):
+                partial[lane + m] += p[base + m] * q[base + m]
+    return _lanes(partial, nb, 0)
+
+
+@njit(**_SIMD)
+def _update(x, r, z, p, q, diag_inv, alpha, partial):  # pragma: no cover - JIT
+    """``x += αp``, ``r −= αq``, ``z = D⁻¹ r``; returns (r·r, r·z)."""
+    n_chunks = x.shape[0] // SELL_C
+    nb = partial.shape[0] // (3 * SELL_C)
+    per = (n_chunks + nb - 1) // nb
+    for k in prange(nb):
+        l1 = np.uint64(k) * _C
+        l2 = np.uint64(nb + k) * _C
+        for m in range(_C):
+            partial[l1 + m] = 0.0
+            partial[l2 + m] = 0.0
+        for c in range(k * per, min(n_chunks, (k + 1) * per)):
+            base = np.uint64(c) * _C
+            for m in range(_C):
+                i = base + m
+                x[i] += alpha * p[i]
+                ri = r[i] - alpha * q[i]
+                zi = diag_inv[i] * ri
+                r[i] = ri
+                z[i] = zi
+                partial[l1 + m] += ri * ri
+                partial[l2 + m] += ri * zi
+    return _lanes(partial, nb, 0), _lanes(partial, nb, 1)
 
 
 @njit(**NJIT)
@@ -216,7 +252,7 @@ def pcg_from(offset, width, col, a, diag_inv, x, tol, max_iter, r, z, p, q, part
 
     Returns the iterations used, ``-1`` if ``max_iter`` was reached, ``-2`` when a
     non-finite value appeared.  Vectors have n_pad entries, zero in the padding rows
-    (``diag_inv`` too, so they stay zero).
+    (``diag_inv`` too, so they stay zero); ``partial`` comes from :func:`partials`.
     """
     if not np.isfinite(b_norm2) or not np.isfinite(rr):
         return -2
@@ -228,7 +264,7 @@ def pcg_from(offset, width, col, a, diag_inv, x, tol, max_iter, r, z, p, q, part
     pq = _direction(offset, width, col, a, z, p, q, 0.0, True, partial)
     for it in range(1, max_iter + 1):
         alpha = rz / pq
-        rr, rz_new = _update_precond(x, r, z, p, q, diag_inv, alpha, partial)
+        rr, rz_new = _update(x, r, z, p, q, diag_inv, alpha, partial)
         if rr <= stop2:
             return it
         if not np.isfinite(rr):
