@@ -198,15 +198,15 @@ def matvec_bytes(n: int, nnz: int) -> dict[str, int]:
     return {"compulsory": base + 8 * n, "no_reuse": base + 8 * nnz}
 
 
-def sell_matvec_bytes(n: int, entries: int, chunks: int) -> int:
-    """Compulsory traffic of one SELL-8 ``y = A x`` (twin.solver.sell.sell_matvec): values 8 and
-    columns 4 per stored entry (padding included), offset + width 16 per chunk, x read once,
-    y written (8 per padded row)."""
-    return 12 * entries + 16 * chunks + 8 * n + 8 * 8 * chunks
+def sell_matvec_bytes(n: int, entries: int, chunks: int, value_bytes: int = 8) -> int:
+    """Compulsory traffic of one SELL-8 ``y = A x`` (twin.solver.sell.sell_matvec): a value
+    (``value_bytes``) and a column (4) per stored entry (padding included), offset + width 16 per
+    chunk, x read once, y written (8 per padded row)."""
+    return (value_bytes + 4) * entries + 16 * chunks + 8 * n + 8 * 8 * chunks
 
 
 #: bytes per unknown moved by the vector operations of one iteration of the fused
-#: twin.solver.linalg.pcg / twin.solver.sell.pcg_from, besides its mat-vec (whose pass also forms p·q from registers):
+#: twin.solver.sell.pcg_from, besides its mat-vec (whose pass also forms p·q from registers):
 #: the update pass reads x, p, r, q, D⁻¹ and writes x, r, z (64), p = z + βp reads 2, writes 1 (24)
 PCG_VECTOR_BYTES_PER_ITER = 88
 #: set-up of one solve: the residual pass (with its mat-vec) reads b, D⁻¹ and writes r, z (32), p = z (16)

@@ -151,16 +151,19 @@ def bench_pcg(measure, niederer_stepper, threads):
     _threads_or_skip(threads)
     st, v = niederer_stepper
     sm = st._sell
-    a, b = sm.values[0], sm.values[1]
+    a, d = sm.values[0], sm.values[1]
     n = v.shape[0]
     x = np.zeros(sm.n_pad)
     r, z, p, q = (np.zeros(sm.n_pad) for _ in range(4))
     partial = partials()
     its: list[int] = []
 
+    vp = np.zeros(sm.n_pad)
+    vp[:n] = v
+
     def solve():
         x[:n] = v     # warm start from v, as a time step without history
-        rr, rz, bb = theta_residual(sm.offset, sm.width, sm.col, a, b, v, x, r, z, st._diag_inv, partial)
+        rr, rz, bb = theta_residual(sm.offset, sm.width, sm.col, a, d, vp, x, r, z, p, st._diag_inv, partial)
         its.append(pcg_from(sm.offset, sm.width, sm.col, a, st._diag_inv, x, st.tol, st.max_iter, r, z, p, q,
                             partial, rr, rz, bb))
 
@@ -169,9 +172,9 @@ def bench_pcg(measure, niederer_stepper, threads):
     assert min(its) > 0, "PCG failed"
     it = its[-1]
     chunks = sm.width.shape[0]
-    mv = C.sell_matvec_bytes(n, sm.col.shape[0], chunks)
-    # the set-up pass reads B's values too (its pattern is A's)
-    nbytes = C.pcg_bytes(n, sm.nnz, it, mv) + 8 * sm.col.shape[0]
+    mv = C.sell_matvec_bytes(n, sm.col.shape[0], chunks, sm.values.itemsize)
+    # the set-up pass reads D's values too (its pattern is A's)
+    nbytes = C.pcg_bytes(n, sm.nnz, it, mv) + sm.values.itemsize * sm.col.shape[0]
     gbs = nbytes / best / 1e9
     measure.report(threads, ratio_to_triad={"GBs": gbs}, matrix="niederer M + 0.5 dt K'", format="SELL-8",
                    nodes=n, nnz=sm.nnz, iterations=it, GBs=gbs, GBs_median=nbytes / median / 1e9,

@@ -222,6 +222,11 @@ def test_runs_use_tables_by_default_and_can_turn_them_off():
     assert np.isfinite(on.activation).all()
     assert np.abs(on.activation - off.activation).max() < 1e-3   # [ms]
     assert np.abs(on.states[0] - off.states[0]).max() < 1e-2     # [mV]
+    scalar = Simulation(build_problem(case_from_text(CASE.format(extra=", lookup_table: {simd: false}")))).run()
+    assert on.summary["run"]["reaction"]["simd"] is True and scalar.summary["run"]["reaction"]["simd"] is False
+    # the kernels differ by vecmath's <= 1-ulp log/exp; an upstroke amplifies that a little
+    assert np.abs(on.states - scalar.states).max() < 1e-4
+    assert np.abs(on.activation - scalar.activation).max() < 1e-6   # [ms]
 
 
 @pytest.mark.parametrize("bad,match", [

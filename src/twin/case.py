@@ -379,6 +379,8 @@ class LookupSpec(_Strict):
     v_min: Potential = -120.0
     v_max: Potential = 80.0
     dv: Potential = Field(0.02, gt=0, le=1.0)
+    #: the vectorised tissue kernel (``false``: node at a time, same tables)
+    simd: bool = True
 
     @model_validator(mode="after")
     def _range(self) -> "LookupSpec":

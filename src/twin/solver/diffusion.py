@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 def _shared_pattern(*mats: sp.spmatrix) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """CSR matrices of one shape on their common sparsity pattern: ``(indptr, indices, [data...])``.
 
-    A = M + θ dt K' and B = M − (1−θ) dt K' have the same pattern, so one copy of the
+    A = M + θ dt K' and D = A − B = dt K' have the same pattern, so one copy of the
     indices serves both (4 bytes per non-zero saved).
     """
     if len(mats) == 2:
@@ -130,9 +130,18 @@ class DiffusionStepper:
         elif method == "implicit":
             self.dt_limit = np.inf
             a_mat = (m_mat + theta * dt * k_scaled).tocsr()
-            b_mat = (m_mat - (1.0 - theta) * dt * k_scaled).tocsr()
-            indptr, indices, (a_data, b_data) = _shared_pattern(a_mat, b_mat)
-            self._sell = sell_from_csr(indptr, indices, a_data, b_data)
+            d_mat = (dt * k_scaled).tocsr()          # A − B
+            # the residual pass relies on D annihilating constants (zero-flux stiffness)
+            row_sum = np.abs(np.asarray(d_mat.sum(axis=1)).ravel())
+            if np.any(row_sum > 1e-9 * (np.asarray(abs(d_mat).sum(axis=1)).ravel() + 1e-300)):
+                raise SolverError("the stiffness matrix does not annihilate constants (its rows do not sum "
+                                  "to zero): the mesh or conductivities are inconsistent")
+            indptr, indices, (a_data, d_data) = _shared_pattern(a_mat, d_mat)
+            # float32 values: the solve streams 8 bytes per non-zero instead of 12 (12 instead of
+            # 20 for the first pass): 49 -> 37 ns per node-step of diffusion at 10^6 nodes,
+            # measured. The system is then A's entries rounded to 6e-8 (far below the
+            # discretisation error); a constant V stays exactly constant (sell.theta_residual)
+            self._sell = sell_from_csr(indptr, indices, a_data, d_data, dtype=np.float32)
             diag = a_mat.diagonal()
             if np.any(diag <= 0):
                 raise SolverError("the diffusion system has a non-positive diagonal entry; "
@@ -149,6 +158,7 @@ class DiffusionStepper:
         self._rhs = np.zeros(0 if implicit else n_pad)
         self._work = [np.zeros(n_pad if implicit else 0) for _ in range(4)]
         self._x = np.zeros(n_pad if implicit else 0)
+        self._v = np.zeros(n_pad if implicit else 0)     # V, padded
         # the previous steps' changes of V give the start of the next solve, extrapolated by a
         # cubic (a front moves a small fraction of an element per step, so the change varies
         # smoothly from step to step; see HISTORY): a ring of the last changes, _newest its head
@@ -173,12 +183,13 @@ class DiffusionStepper:
             return 0
         r, z, p, q = self._work
         x = self._x
-        a, b = sm.values[0], sm.values[1]
-        # the extrapolated start x, then b = B v and the first residual in one pass over A and B
+        a, d = sm.values[0], sm.values[1]
+        # the extrapolated start x, then b = B v and the first residual in one pass over A and D
         h = self._ordered_changes()
         w = EXTRAPOLATION[self._have_delta] + (0.0,) * (HISTORY - self._have_delta)
-        extrapolate(v, h[0], h[1], h[2], h[3], w[0], w[1], w[2], w[3], x)
-        rr, rz, bb = theta_residual(sm.offset, sm.width, sm.col, a, b, v, x, r, z, self._diag_inv, self._partial)
+        extrapolate(v, h[0], h[1], h[2], h[3], w[0], w[1], w[2], w[3], x, self._v)
+        rr, rz, bb = theta_residual(sm.offset, sm.width, sm.col, a, d, self._v, x, r, z, p, self._diag_inv,
+                                    self._partial)
         its = pcg_from(sm.offset, sm.width, sm.col, a, self._diag_inv, x, self.tol, self.max_iter, r, z, p, q,
                        self._partial, rr, rz, bb)
         if its == -2:

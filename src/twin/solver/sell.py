@@ -12,8 +12,8 @@ is below 1 % on the Niederer slab.
 
 Padding entries hold 0 and point at their own row (at row ``n − 1`` beyond the last
 row), so they never read past ``x`` and only turn a row into NaN when that row's own
-value already is.  Vectors handed to the kernels have ``n_pad = 8 ⌈n/8⌉`` entries,
-except the state ``v``, which has ``n``.
+value already is.  Vectors handed to the kernels have ``n_pad = 8 ⌈n/8⌉`` entries
+(zero in the padding rows).
 
 Reductions (dot products) are summed in 8 lanes (row mod 8) over each of
 :data:`twin.solver.linalg.N_BLOCKS` fixed blocks of chunks, then serially: the lanes let
@@ -111,8 +111,10 @@ def _fill(indptr, indices, data, offset, col, values):  # pragma: no cover - JIT
                 values[m, start + j * SELL_C] = 0.0
 
 
-def sell_from_csr(indptr: np.ndarray, indices: np.ndarray, *datas: np.ndarray) -> SellMatrix:
-    """SELL-8 form of CSR matrices sharing ``indptr``/``indices`` (one ``data`` each)."""
+def sell_from_csr(indptr: np.ndarray, indices: np.ndarray, *datas: np.ndarray,
+                  dtype: type = np.float64) -> SellMatrix:
+    """SELL-8 form of CSR matrices sharing ``indptr``/``indices`` (one ``data`` each), their
+    values stored as ``dtype`` (the kernels compute in float64 either way)."""
     n = indptr.shape[0] - 1
     if n >= 2 ** 32:
         raise ValueError(f"{n} rows: more than 32-bit column indices can address")
@@ -123,7 +125,7 @@ def sell_from_csr(indptr: np.ndarray, indices: np.ndarray, *datas: np.ndarray) -
     offset = np.zeros(n_chunks + 1, dtype=np.int64)
     np.cumsum(width * SELL_C, out=offset[1:])
     col = np.zeros(int(offset[-1]), dtype=np.uint32)
-    values = np.zeros((len(datas), int(offset[-1])))
+    values = np.zeros((len(datas), int(offset[-1])), dtype=dtype)
     data = np.ascontiguousarray(np.stack([np.asarray(d, dtype=np.float64) for d in datas]))
     _fill(np.asarray(indptr, dtype=np.int64), np.asarray(indices, dtype=np.int64), data, offset, col, values)
     return SellMatrix(n=n, n_pad=n_chunks * SELL_C, offset=offset, width=width, col=col, values=values,
@@ -141,21 +143,30 @@ def sell_matvec(offset, width, col, val, x, out):  # pragma: no cover - JIT
         for j in range(np.uint64(width[c])):
             e = o + np.uint64(j) * _C
             for r in range(_C):
-                out[base + r] += val[e + r] * x[col[e + r]]
+                out[base + r] += np.float64(val[e + r]) * x[col[e + r]]
 
 
 @njit(**_SIMD)
-def extrapolate(v, d1, d2, d3, d4, w1, w2, w3, w4, x):  # pragma: no cover - JIT
-    """``x = v + w1 d1 + w2 d2 + w3 d3 + w4 d4`` over the ``n`` rows of ``v``."""
+def extrapolate(v, d1, d2, d3, d4, w1, w2, w3, w4, x, vp):  # pragma: no cover - JIT
+    """``x = v + w1 d1 + w2 d2 + w3 d3 + w4 d4`` and ``vp = v`` over the ``n`` rows of ``v``
+    (``x`` and ``vp`` have n_pad entries; their padding is left as it is, zero)."""
     for i in prange(v.shape[0]):
-        x[i] = v[i] + (w1 * d1[i] + w2 * d2[i] + w3 * d3[i] + w4 * d4[i])
+        vi = v[i]
+        vp[i] = vi
+        x[i] = vi + (w1 * d1[i] + w2 * d2[i] + w3 * d3[i] + w4 * d4[i])
 
 
 @njit(**_SIMD)
-def theta_residual(offset, width, col, a, b, v, x, r, z, diag_inv, partial):  # pragma: no cover - JIT
-    """The start of a θ-scheme solve: ``r = B v − A x``, ``z = D⁻¹ r``; returns (r·r, r·z, b·b)
-    with ``b = B v``.  ``x`` (length n_pad) is the start, ``v`` the state (length n); ``z``
-    first collects B v and ``r`` A x.  Padding rows end with r = z = 0 (their D⁻¹ is 0).
+def theta_residual(offset, width, col, a, d, v, x, r, z, p, diag_inv, partial):  # pragma: no cover - JIT
+    """The start of a θ-scheme solve ``A x = B v`` with ``B = A − D``: ``b = A v − D v``,
+    ``r = b − A x``, ``z = D⁻¹ r`` (Jacobi); returns (r·r, r·z, b·b).
+
+    ``x`` is the start and ``v`` the state, both of length n_pad.  ``z``, ``r`` and ``p`` first
+    collect A v, A x and D v.  ``D = A − B = dt K'`` annihilates constants (zero-flux
+    stiffness: its rows sum to zero), so D v is formed as ``Σⱼ Dᵢⱼ (vⱼ − vᵢ)``: a constant V
+    gives exactly 0 whatever the rounding of the stored values, and with ``A x = A v`` for
+    ``x = v`` a resting tissue stays exactly at rest with float32 values.  Padding rows end
+    with r = z = 0 (their D⁻¹ is 0).
     """
     n_chunks = width.shape[0]
     nb = partial.shape[0] // (3 * SELL_C)
@@ -174,14 +185,18 @@ def theta_residual(offset, width, col, a, b, v, x, r, z, diag_inv, partial):  # 
             for m in range(_C):
                 z[base + m] = 0.0
                 r[base + m] = 0.0
+                p[base + m] = 0.0
             for j in range(np.uint64(width[c])):
                 e = o + np.uint64(j) * _C
                 for m in range(_C):
-                    z[base + m] += b[e + m] * v[col[e + m]]
-                    r[base + m] += a[e + m] * x[col[e + m]]
+                    ae = np.float64(a[e + m])
+                    vc = v[col[e + m]]
+                    z[base + m] += ae * vc
+                    r[base + m] += ae * x[col[e + m]]
+                    p[base + m] += np.float64(d[e + m]) * (vc - v[base + m])
             for m in range(_C):
                 i = base + m
-                bv = z[i]
+                bv = z[i] - p[i]
                 ri = bv - r[i]
                 zi = diag_inv[i] * ri
                 r[i] = ri
@@ -195,7 +210,11 @@ def theta_residual(offset, width, col, a, b, v, x, r, z, diag_inv, partial):  # 
 @njit(**_SIMD)
 def _direction(offset, width, col, a, z, p, q, beta, first, partial):  # pragma: no cover - JIT
     """``p = z + βp`` and ``q = A z + βq`` (= A p) in one pass, returning ``p·q``; ``first``
-    sets ``p = z``, ``q = A z`` (see :func:`twin.solver.linalg._direction`)."""
+    sets ``p = z``, ``q = A z``.
+
+    Recurring ``q`` instead of computing ``A p`` after ``p`` lets the mat-vec read ``z``,
+    which is complete before the pass starts: one pass and one barrier fewer per iteration.
+    """
     n_chunks = width.shape[0]
     nb = partial.shape[0] // (3 * SELL_C)
     per = (n_chunks + nb - 1) // nb
@@ -212,7 +231,7 @@ def _direction(offset, width, col, a, z, p, q, beta, first, partial):  # pragma:
             for j in range(np.uint64(width[c])):
                 e = o + np.uint64(j) * _C
                 for m in range(_C):
-                    q[base + m] += a[e + m] * z[col[e + m]]
+                    q[base + m] += np.float64(a[e + m]) * z[col[e + m]]
             for m in range(_C):
                 partial[lane + m] += p[base + m] * q[base + m]
     return _lanes(partial, nb, 0)

@@ -149,7 +149,7 @@ class Simulation:
         self.diffusion = problem.diffusion  # built with the problem; its state is reset by run()
         lut = solver.lookup_table
         self.reaction = ReactionStepper(problem.model, problem.params, problem.node_region, solver.reaction_substeps,
-                                        LookupSettings(lut.enabled, lut.v_min, lut.v_max, lut.dv))
+                                        LookupSettings(lut.enabled, lut.v_min, lut.v_max, lut.dv, lut.simd))
         # the step the kernel is called with: half of dt twice per step under Strang splitting
         self.reaction_dt = 0.5 * self.dt if solver.splitting == "strang" else self.dt
         self.setup_time = time.perf_counter() - t0
