@@ -203,14 +203,17 @@ def target_lines(results: dict[str, dict[str, Any]]) -> list[str]:
              f"{100 * mv['GBs_per_triad_GBs']:.0f} % ({mv['GBs']:.1f} of {mv['triad_GBs']:.1f} GB/s)", mv)
     if not spmv:
         line(None, "SpMV >= 60 % of triad: not run")
-    costs = {k: v["ns_per_node_step"] for k, v in results.items() if k.startswith("bench_scaling[")}
-    if len(costs) >= 2:
-        ref = sorted(costs.values())[len(costs) // 2]
+    scaling = {k: v for k, v in results.items() if k.startswith("bench_scaling[")}
+    for threads in sorted({v["threads"] for v in scaling.values()}):
+        costs = {v["size"]: v["ns_per_node_step"] for v in scaling.values() if v["threads"] == threads}
+        if len(costs) < 2:
+            continue
+        ref = sorted(costs.values())[len(costs) // 2]    # the middle size
         dev = max(abs(c / ref - 1) for c in costs.values())
-        line(dev <= 0.3, "cost per node-step flat within +-30 %: " + ", ".join(
-            f"{k[14:-1]}: {c:.0f} ns" for k, c in costs.items()) + f" (max deviation {100 * dev:.0f} %)",
-             *[v for k, v in results.items() if k.startswith("bench_scaling[")])
-    else:
+        line(dev <= 0.3, f"cost per node-step flat within +-30 % ({threads} thr): " + ", ".join(
+            f"{k}: {c:.0f} ns" for k, c in costs.items()) + f" (max deviation {100 * dev:.0f} %)",
+             *[v for v in scaling.values() if v["threads"] == threads])
+    if not any(sum(v["threads"] == t for v in scaling.values()) >= 2 for t in (1, 2)):
         line(None, "cost per node-step flat within +-30 %: needs >= 2 sizes")
     mem = results.get("bench_memory_per_node")
     line(None if mem is None else mem["retained_bytes_per_node"] < 1024,
