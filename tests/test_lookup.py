@@ -285,3 +285,44 @@ def test_row_runs_cover_every_node_once_on_one_row():
     for a, b, r in zip(starts, ends, rows):
         assert (region[a:b] == r).all()
     assert [len(x) for x in row_runs(np.zeros(0, np.int32), 3)] == [0, 0, 0]
+
+
+def test_a_simd_kernel_that_does_not_compile_falls_back_to_node_at_a_time(caplog):
+    from dataclasses import replace
+
+    from numba.core.errors import TypingError
+
+    m = get_model("tentusscher_2006")
+
+    def broken(*args):
+        raise TypingError("Failed in nopython mode pipeline: a construct the generator did not foresee")
+
+    bad = replace(m, lookup=replace(m.lookup, step_simd=broken))
+    states = beat_states(m, 64)
+    params = m.param_defaults[None, :].copy()
+    region = np.zeros(64, np.int32)
+    stepper = ReactionStepper(bad, params, region, 1, LookupSettings())
+    ref = ReactionStepper(m, params, region, 1, LookupSettings(simd=False))
+    a, b = states.copy(), states.copy()
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            stepper(a, np.zeros(64), DT)
+            ref(b, np.zeros(64), DT)
+    assert "does not compile" in caplog.text and not stepper.simd
+    np.testing.assert_array_equal(a, b)
+
+
+def test_warm_up_compiles_the_off_table_follow_up_too():
+    from dataclasses import replace
+
+    m = get_model("tentusscher_2006")
+    calls = []
+
+    def recording(*args):
+        calls.append(int(args[-1].sum()))          # flagged nodes
+        return m.lookup.step_flagged(*args)
+
+    spy = replace(m, lookup=replace(m.lookup, step_flagged=recording))
+    stepper = ReactionStepper(spy, m.param_defaults[None, :].copy(), np.zeros(8, np.int32), 1, LookupSettings())
+    stepper.warm_up(DT)
+    assert stepper.simd and calls == [1]   # called (so compiled) before the run, not at a first overshoot

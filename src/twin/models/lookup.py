@@ -20,6 +20,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from numba.core.errors import NumbaError
 
 from ..errors import ModelError
 from .base import ReactionModel
@@ -214,11 +215,18 @@ class ReactionStepper:
         return self._tables[dt]
 
     def warm_up(self, dt: float) -> None:
-        """Build the tables for ``dt`` and compile the kernel it will use, on two spare nodes."""
+        """Build the tables for ``dt`` and compile the kernels it will use, on two spare nodes.
+
+        The second node starts above the table, so the SIMD kernel's follow-up for off-table
+        nodes compiles here too, not in the middle of a run when a stimulus first overshoots.
+        """
         region = self.region
+        states = self.model.initial_states(2)
+        if self.settings is not None:
+            states[self.model.vm_index, 1] = self.settings.v_max + 10.0
         try:
             self.region = np.zeros(2, dtype=region.dtype)
-            self(self.model.initial_states(2), np.zeros(2), dt)
+            self(states, np.zeros(2), dt)
         finally:
             self.region = region
 
@@ -230,14 +238,19 @@ class ReactionStepper:
         tables = self.prepare(dt)
         if tables is None:
             self.model.kernel(states, self.params, self.region, i_stim, dt, self.n_sub)
-        elif self.simd and states.flags.c_contiguous:
-            self._step_simd(states, i_stim, dt, tables)
+        elif self.simd and states.flags.c_contiguous and self._step_simd(states, i_stim, dt, tables):
+            pass
         else:
             self.model.lookup.step(states, self.params, self.region, i_stim, dt, self.n_sub, tables.tables,
                                    tables.table_of_row, tables.v_lo, tables.inv_dv, *tables.tissue_key_args)
 
-    def _step_simd(self, states: np.ndarray, i_stim: np.ndarray, dt: float, tables: LookupTables) -> None:
-        """The vectorised kernel over runs of nodes, then the exact kernel on the nodes it left."""
+    def _step_simd(self, states: np.ndarray, i_stim: np.ndarray, dt: float, tables: LookupTables) -> bool:
+        """The vectorised kernel over runs of nodes, then the exact kernel on the nodes it left.
+
+        Returns False, with the states untouched, when the SIMD kernel does not compile (a
+        model file with a construct its generator did not foresee): the caller then steps node
+        at a time, and so does every later call.
+        """
         lk = self.model.lookup
         n = states.shape[1]
         if self._flag.shape[0] != n:
@@ -245,12 +258,22 @@ class ReactionStepper:
         flag = self._flag
         starts, ends, rows = self._row_runs(self.region)
         h_dt = dt / self.n_sub
-        for _ in range(self.n_sub):
-            lk.step_simd(*states, self.params, starts, ends, rows, i_stim, h_dt, tables.flat, tables.tables.shape[1],
-                         tables.table_of_row, tables.v_lo, tables.inv_dv, *tables.simd_key_args, flag)
+        for sub in range(self.n_sub):
+            try:
+                lk.step_simd(*states, self.params, starts, ends, rows, i_stim, h_dt, tables.flat,
+                             tables.tables.shape[1], tables.table_of_row, tables.v_lo, tables.inv_dv,
+                             *tables.simd_key_args, flag)
+            except NumbaError as exc:
+                if sub:      # compiled for the first sub-step: cannot fail for the next ones
+                    raise
+                logger.warning("model '%s': the SIMD reaction kernel does not compile (%s); stepping node at a "
+                               "time", self.model.name, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                self.simd = False
+                return False
             if flag.any():
                 lk.step_flagged(states, self.params, self.region, i_stim, h_dt, tables.tables, tables.table_of_row,
                                 tables.v_lo, tables.inv_dv, *tables.tissue_key_args, flag)
+        return True
 
     def _row_runs(self, region: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Runs of consecutive nodes on one parameter row, at most :data:`RUN_NODES` long (cached)."""
