@@ -17,8 +17,8 @@
     Two fresh interpreters with an empty ``TWIN_CACHE_DIR`` and ``NUMBA_CACHE_DIR``
     (a temporary folder): the first compiles everything (``cold_*``), the second finds
     the kernels cached (``cached_*``).  ``*_model_ready_s`` is get_model (Myokit parse and
-    analysis, code generation or cache look-up) + the first kernel call (Numba compile or
-    cache load): the target is ``cached_model_ready_s`` < 2 s.  ``*_process_s`` is the
+    analysis, code generation or cache look-up) + the reaction warm-up of a tissue run (Numba
+    compile or cache load of the kernels it uses): the target is ``cached_model_ready_s`` < 2 s.  ``*_process_s`` is the
     subprocess's wall time including interpreter start and imports.
 """
 

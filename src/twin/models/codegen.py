@@ -54,7 +54,7 @@ from ..errors import ModelError
 logger = logging.getLogger(__name__)
 
 #: bump when the generated code changes, so cached kernels are regenerated
-GENERATOR_VERSION = "7"
+GENERATOR_VERSION = "8"
 
 LABEL_VM = "membrane_potential"
 LABEL_STIM = "stimulus_current"
@@ -769,8 +769,8 @@ def _simd_kernel(a: ModelAnalysis, plan: LookupPlan) -> list[str]:
     Numba's parfor marks ``noalias`` as long as the kernel creates no view), indices are
     unsigned (no negative-index wrap-around), the tables are flat, every value is computed
     for every node, and a node whose V (or further key) is off its table keeps its old states
-    and is flagged; ``step_flagged`` then steps those nodes by the exact branch of
-    ``node_step_lut``.
+    and is flagged; ``step_flagged`` then steps those nodes exactly (``node_step``: the exact
+    kernel, so no second copy of the table code is compiled).
     """
     ind, ind2, ind3 = " " * 4, " " * 8, " " * 12
     n_cols = len(plan.columns)
@@ -816,20 +816,15 @@ def _simd_kernel(a: ModelAnalysis, plan: LookupPlan) -> list[str]:
     lines += _substep(a, ind3, plan, vec=True)
     lines += [f"{ind3}s{k}[node] = {name} if ok_ else old{k}_" for k, name in enumerate(names)]
     lines.append(f"{ind3}flag[node] = 0 if ok_ else 1")
-    key_tissue = "".join(f", ktables{n}, ktable_of_row{n}, k{n}_lo, k{n}_inv" for n in range(n_keys))
-    key_pass = "".join(f", ktables{n}[ktable_of_row{n}[r]], k{n}_lo, k{n}_inv" for n in range(n_keys))
     lines += [
         "",
         "",
         "@njit(cache=True, nogil=True, fastmath=False, boundscheck=False, parallel=True)",
-        f"def step_flagged(states, params, region, i_stim, h_dt, tables, table_of_row, v_lo, inv_dv{key_tissue},"
-        " flag):  # pragma: no cover",
-        '    """One sub-step ``h_dt`` of the nodes ``step_simd`` flagged, by ``node_step_lut``."""',
+        "def step_flagged(states, params, region, i_stim, h_dt, flag):  # pragma: no cover",
+        '    """One sub-step ``h_dt`` of the nodes ``step_simd`` flagged, exactly (``node_step``)."""',
         "    for node in prange(states.shape[1]):",
         "        if flag[node]:",
-        "            r = region[node]",
-        "            node_step_lut(states, node, params[r], i_stim[node], h_dt, 1, tables[table_of_row[r]], v_lo, inv_dv"
-        f"{key_pass})",
+        "            node_step(states, node, params[region[node]], i_stim[node], h_dt, 1)",
     ]
     return lines
 

@@ -245,7 +245,8 @@ class ReactionStepper:
                                    tables.table_of_row, tables.v_lo, tables.inv_dv, *tables.tissue_key_args)
 
     def _step_simd(self, states: np.ndarray, i_stim: np.ndarray, dt: float, tables: LookupTables) -> bool:
-        """The vectorised kernel over runs of nodes, then the exact kernel on the nodes it left.
+        """The vectorised kernel over runs of nodes, then the exact kernel on the nodes it left
+        (off a table: V beyond ``v_min``/``v_max``, a further key beyond its range, or NaN).
 
         Returns False, with the states untouched, when the SIMD kernel does not compile (a
         model file with a construct its generator did not foresee): the caller then steps node
@@ -271,8 +272,7 @@ class ReactionStepper:
                 self.simd = False
                 return False
             if flag.any():
-                lk.step_flagged(states, self.params, self.region, i_stim, h_dt, tables.tables, tables.table_of_row,
-                                tables.v_lo, tables.inv_dv, *tables.tissue_key_args, flag)
+                lk.step_flagged(states, self.params, self.region, i_stim, h_dt, flag)
         return True
 
     def _row_runs(self, region: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
