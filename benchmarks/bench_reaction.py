@@ -2,10 +2,12 @@
 
 ``bench_reaction[model-way-threads]``
     The generated tissue kernel on :data:`_common.REACTION_NODES` nodes, dt 0.01 ms, no
-    stimulus, stepped the three ways a run can: ``lookup`` (the default of tissue runs:
+    stimulus, stepped the four ways a run can: ``lookup`` (the default of tissue runs:
     voltage-only rates read from the model's tables by the SIMD kernel ``step_simd``, see
-    :mod:`twin.models.lookup`), ``scalar`` (the same tables, node at a time: reports
-    ``simd_speedup``) and ``exact`` (``model.kernel``: every rate evaluated).  The nodes start
+    :mod:`twin.models.lookup`), ``scalar`` (the same tables, node at a time), ``exact`` (every
+    rate evaluated, vectorised over nodes: ``model.kernel_simd``, the default of models without
+    tables) and ``exact_scalar`` (``model.kernel``, node at a time); the ``*scalar`` rows report
+    ``simd_speedup``.  The nodes start
     from states sampled evenly over one paced beat (1000 ms), so the mix of resting,
     upstroke, plateau and repolarising nodes (and the model's voltage branches) is
     that of tissue over a cycle, not of a resting cell only.  Reported:
@@ -72,16 +74,18 @@ def reaction_setup(request):
 
 
 @pytest.mark.parametrize("threads", [1, 2], ids=lambda t: f"{t}thr")
-@pytest.mark.parametrize("way", ["lookup", "scalar", "exact"])
+@pytest.mark.parametrize("way", ["lookup", "scalar", "exact", "exact_scalar"])
 def bench_reaction(measure, reaction_setup, way, threads, request):
     from twin.models.lookup import LookupSettings, ReactionStepper
 
     model, start, params, region, stim = reaction_setup
     if threads > C.max_threads():
         pytest.skip(f"only {C.max_threads()} Numba threads here")
-    if way != "exact" and model.lookup is None:
+    tables = way in ("lookup", "scalar")
+    if tables and model.lookup is None:
         pytest.skip(f"{model.name} has no lookup table")
-    react = ReactionStepper(model, params, region, 1, LookupSettings(enabled=way != "exact", simd=way == "lookup"))
+    react = ReactionStepper(model, params, region, 1,
+                            LookupSettings(enabled=tables, simd=way in ("lookup", "exact")))
     react.warm_up(DT)  # tables built and the kernel compiled (or loaded) before timing
     k = STEPS_PER_ROUND.get(model.name, 10)
     n = start.shape[1]
@@ -106,8 +110,9 @@ def bench_reaction(measure, reaction_setup, way, threads, request):
     if threads > 1 and (model.name, way, 1) in _rates:
         info["parallel_efficiency"] = rate / (threads * _rates[(model.name, way, 1)])
         info["summary_keys"].append("parallel_efficiency")
-    if way == "scalar" and (model.name, "lookup", threads) in _rates:
-        info["simd_speedup"] = _rates[(model.name, "lookup", threads)] / rate
+    simd_way = {"scalar": "lookup", "exact_scalar": "exact"}.get(way)
+    if simd_way and (model.name, simd_way, threads) in _rates:
+        info["simd_speedup"] = _rates[(model.name, simd_way, threads)] / rate
         info["summary_keys"].append("simd_speedup")
     if way == "exact" and (model.name, "lookup", threads) in _rates:
         info["lookup_speedup"] = _rates[(model.name, "lookup", threads)] / rate

@@ -90,6 +90,10 @@ class ReactionModel:
         Default threshold [mV] for activation times.
     kernel
         The Numba step kernel described in the module docstring.
+    kernel_simd
+        The same step vectorised over nodes, one sub-step per call:
+        ``kernel_simd(*states_rows, params, run_start, run_end, run_row, i_stim, h_dt)``
+        (see :class:`twin.models.lookup.ReactionStepper`); ``None`` when not generated.
     cell_kernel
         Serial single-cell pacing loop ``pace(states, p, amplitude, start, duration, bcl, dt,
         n_steps, n_sub, sample_every, out) -> int`` (same per-node arithmetic as ``kernel``).
@@ -130,6 +134,7 @@ class ReactionModel:
     activation_threshold: float
     kernel: Any = field(repr=False)
     cell_kernel: Any = field(default=None, repr=False)
+    kernel_simd: Any = field(default=None, repr=False)
     source: str = ""
     code_key: str = ""
     cell_stimulus: float | None = None

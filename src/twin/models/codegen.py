@@ -54,7 +54,7 @@ from ..errors import ModelError
 logger = logging.getLogger(__name__)
 
 #: bump when the generated code changes, so cached kernels are regenerated
-GENERATOR_VERSION = "8"
+GENERATOR_VERSION = "9"
 
 LABEL_VM = "membrane_potential"
 LABEL_STIM = "stimulus_current"
@@ -691,6 +691,7 @@ def generate_source(a: ModelAnalysis, func_name: str = "step", plan: LookupPlan 
         "            out[:, (k + 1) // sample_every] = states[:, 0]",
         "    return -1",
     ]
+    lines += _simd_exact_kernel(a)
     if plan is None:
         lines += ["", "", "HAS_LOOKUP = False"]
         return "\n".join(lines) + "\n"
@@ -760,6 +761,51 @@ def generate_source(a: ModelAnalysis, func_name: str = "step", plan: LookupPlan 
     return "\n".join(lines) + "\n"
 
 
+def _simd_head(a: ModelAnalysis, name: str, extra_args: str, doc: list[str], setup: list[str]) -> list[str]:
+    """Signature, parameters and the loop over runs of nodes shared by the SIMD kernels (see
+    :func:`_simd_kernel` for what makes the inner loop vectorisable)."""
+    ind, ind2 = " " * 4, " " * 8
+    rows = ", ".join(f"s{k}" for k in range(len(a.states)))
+    lines = [
+        "",
+        "",
+        "@njit(cache=True, nogil=True, fastmath=False, boundscheck=False, error_model='numpy', parallel=True)",
+        f"def {name}({rows}, params, seg_start, seg_end, seg_row, i_stim, h_dt{extra_args}):  # pragma: no cover",
+        *doc,
+        *setup,
+        f"{ind}for s_ in prange(seg_start.shape[0]):",
+        f"{ind2}r_ = seg_row[s_]",
+        *_preamble(a, ind2, "params[r_, {}]"),
+    ]
+    return lines
+
+
+def _simd_loop(a: ModelAnalysis) -> list[str]:
+    """The inner loop's head: node index (unsigned), stimulus and the states of the node."""
+    ind2, ind3 = " " * 8, " " * 12
+    lines = [
+        f"{ind2}first_ = np.uint64(seg_start[s_])",
+        f"{ind2}for q_ in range(np.uint64(seg_end[s_] - seg_start[s_])):",
+        f"{ind3}node = first_ + np.uint64(q_)",
+        f"{ind3}stim = i_stim[node]",
+    ]
+    lines += [f"{ind3}{_ident(s.qname())} = s{k}[node]" for k, s in enumerate(a.states)]
+    return lines
+
+
+def _simd_exact_kernel(a: ModelAnalysis) -> list[str]:
+    """``step_simd_exact``: one sub-step of every node with every rate evaluated, vectorised
+    over nodes (the tissue kernel of models without tables, and of ``lookup_table: false``)."""
+    ind3 = " " * 12
+    lines = _simd_head(a, "step_simd_exact", "", [
+        '    """One exact sub-step ``h_dt`` of the nodes of runs ``seg_start[s]:seg_end[s]`` (parameter',
+        '    row ``seg_row[s]``), the states one array per state; ``node_step`` vectorised."""'], [])
+    lines += _simd_loop(a)
+    lines += _substep(a, ind3, None, vec=True)
+    lines += [f"{ind3}s{k}[node] = {_ident(s.qname())}" for k, s in enumerate(a.states)]
+    return lines
+
+
 def _simd_kernel(a: ModelAnalysis, plan: LookupPlan) -> list[str]:
     """``step_simd`` (one sub-step of every node, vectorised over nodes) and ``step_flagged``.
 
@@ -776,32 +822,18 @@ def _simd_kernel(a: ModelAnalysis, plan: LookupPlan) -> list[str]:
     n_cols = len(plan.columns)
     n_keys = len(plan.keys)
     vm = _ident(a.vm.qname())
-    rows = ", ".join(f"s{k}" for k in range(len(a.states)))
     key_args = "".join(f", ktf{n}, k{n}_rows, ktable_of_row{n}, k{n}_lo, k{n}_inv" for n in range(n_keys))
-    lines = [
-        "",
-        "",
-        "@njit(cache=True, nogil=True, fastmath=False, boundscheck=False, error_model='numpy', parallel=True)",
-        f"def step_simd({rows}, params, seg_start, seg_end, seg_row, i_stim, h_dt, tf, t_rows, table_of_row, v_lo,",
-        f"              inv_dv{key_args}, flag):  # pragma: no cover",
+    lines = _simd_head(a, "step_simd", f", tf, t_rows, table_of_row, v_lo, inv_dv{key_args}, flag", [
         '    """One sub-step ``h_dt`` of the nodes of runs ``seg_start[s]:seg_end[s]`` (parameter row',
         "    ``seg_row[s]``), the states one array per state; ``flag[node] = 1`` for a node left for",
-        '    ``step_flagged`` (off a table), 0 otherwise."""',
+        '    ``step_flagged`` (off a table), 0 otherwise."""'], [
         f"{ind}n_last = t_rows - 1",
-        *[f"{ind}k{n}_last = k{n}_rows - 1" for n in range(n_keys)],
-        f"{ind}for s_ in prange(seg_start.shape[0]):",
-        f"{ind2}r_ = seg_row[s_]",
-        *_preamble(a, ind2, "params[r_, {}]"),
-        f"{ind2}tb_ = np.uint64(table_of_row[r_]) * np.uint64(t_rows * {n_cols})",
-        *[f"{ind2}kb{n}_ = np.uint64(ktable_of_row{n}[r_]) * np.uint64(k{n}_rows * {len(kp.hoisted)})"
-          for n, kp in enumerate(plan.keys)],
-        f"{ind2}first_ = np.uint64(seg_start[s_])",
-        f"{ind2}for q_ in range(np.uint64(seg_end[s_] - seg_start[s_])):",
-        f"{ind3}node = first_ + np.uint64(q_)",
-        f"{ind3}stim = i_stim[node]",
-    ]
+        *[f"{ind}k{n}_last = k{n}_rows - 1" for n in range(n_keys)]])
+    lines += [f"{ind2}tb_ = np.uint64(table_of_row[r_]) * np.uint64(t_rows * {n_cols})"]
+    lines += [f"{ind2}kb{n}_ = np.uint64(ktable_of_row{n}[r_]) * np.uint64(k{n}_rows * {len(kp.hoisted)})"
+              for n, kp in enumerate(plan.keys)]
+    lines += _simd_loop(a)
     names = [_ident(s.qname()) for s in a.states]
-    lines += [f"{ind3}{name} = s{k}[node]" for k, name in enumerate(names)]
     lines += [f"{ind3}old{k}_ = {name}" for k, name in enumerate(names)]
     lines += [
         f"{ind3}x_ = ({vm} - v_lo) * inv_dv",
@@ -842,6 +874,7 @@ class GeneratedModel:
     timings: dict[str, float]
     plan: LookupPlan | None = None
     lookup: dict[str, Any] | None = None   # build_table, step_lut, pace_lut (with a plan)
+    kernel_simd: Any = None                 # step_simd_exact
 
 
 def build_kernel(path: str | Path) -> GeneratedModel:
@@ -890,6 +923,7 @@ def build_kernel(path: str | Path) -> GeneratedModel:
                "key_builders": tuple(getattr(module, f"build_key_table{n}") for n in range(len(plan.keys)))}
               if plan is not None else None)
     return GeneratedModel(analysis=analysis, protocol=protocol, kernel=module.step, pace=module.pace,
+                          kernel_simd=module.step_simd_exact,
                           source_path=target, key=key, timings=timings, plan=plan, lookup=lookup)
 
 

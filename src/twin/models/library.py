@@ -124,6 +124,7 @@ def _load(path: str, mtime: float) -> ReactionModel:
         vm_index=vm_index,
         activation_threshold=threshold,
         kernel=gen.kernel,
+        kernel_simd=gen.kernel_simd,
         cell_kernel=gen.pace,
         source=str(path),
         code_key=f"{gen.key} (generator {GENERATOR_VERSION})",

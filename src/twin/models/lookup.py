@@ -186,7 +186,9 @@ class ReactionStepper:
     n_sub
         Reaction sub-steps per call.
     settings
-        Lookup-table settings (``None`` or ``enabled=False``: exact).
+        Lookup-table settings (``None`` or ``enabled=False``: exact).  Either way the nodes are
+        stepped by a kernel vectorised over nodes (``step_simd`` with tables,
+        ``model.kernel_simd`` without) unless ``settings.simd`` is False.
     """
 
     def __init__(self, model: ReactionModel, params: np.ndarray, region: np.ndarray, n_sub: int,
@@ -196,8 +198,11 @@ class ReactionStepper:
         self.region = region
         self.n_sub = n_sub
         self.settings = settings if settings is not None and settings.enabled and model.lookup else None
-        self.simd = (self.settings is not None and self.settings.simd and model.lookup is not None
+        want_simd = settings is None or settings.simd
+        self.simd = (want_simd and self.settings is not None and model.lookup is not None
                      and model.lookup.step_simd is not None)
+        # without tables (none in the model, or turned off): the exact kernel vectorised
+        self.simd_exact = want_simd and model.kernel_simd is not None
         self._tables: dict[float, LookupTables | None] = {}
         self._runs: tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
         self._flag = np.zeros(0, dtype=np.uint8)
@@ -237,7 +242,8 @@ class ReactionStepper:
     def __call__(self, states: np.ndarray, i_stim: np.ndarray, dt: float) -> None:
         tables = self.prepare(dt)
         if tables is None:
-            self.model.kernel(states, self.params, self.region, i_stim, dt, self.n_sub)
+            if not (self.simd_exact and states.flags.c_contiguous and self._step_simd_exact(states, i_stim, dt)):
+                self.model.kernel(states, self.params, self.region, i_stim, dt, self.n_sub)
         elif self.simd and states.flags.c_contiguous and self._step_simd(states, i_stim, dt, tables):
             pass
         else:
@@ -260,19 +266,37 @@ class ReactionStepper:
         starts, ends, rows = self._row_runs(self.region)
         h_dt = dt / self.n_sub
         for sub in range(self.n_sub):
-            try:
-                lk.step_simd(*states, self.params, starts, ends, rows, i_stim, h_dt, tables.flat,
-                             tables.tables.shape[1], tables.table_of_row, tables.v_lo, tables.inv_dv,
-                             *tables.simd_key_args, flag)
-            except NumbaError as exc:
-                if sub:      # compiled for the first sub-step: cannot fail for the next ones
-                    raise
-                logger.warning("model '%s': the SIMD reaction kernel does not compile (%s); stepping node at a "
-                               "time", self.model.name, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            if not self._compiles(sub, lk.step_simd, *states, self.params, starts, ends, rows, i_stim, h_dt,
+                                  tables.flat, tables.tables.shape[1], tables.table_of_row, tables.v_lo,
+                                  tables.inv_dv, *tables.simd_key_args, flag):
                 self.simd = False
                 return False
             if flag.any():
                 lk.step_flagged(states, self.params, self.region, i_stim, h_dt, flag)
+        return True
+
+    def _step_simd_exact(self, states: np.ndarray, i_stim: np.ndarray, dt: float) -> bool:
+        """The exact kernel vectorised over runs of nodes; False (states untouched) when it
+        does not compile, as :meth:`_step_simd`."""
+        starts, ends, rows = self._row_runs(self.region)
+        h_dt = dt / self.n_sub
+        for sub in range(self.n_sub):
+            if not self._compiles(sub, self.model.kernel_simd, *states, self.params, starts, ends, rows, i_stim,
+                                  h_dt):
+                self.simd_exact = False
+                return False
+        return True
+
+    def _compiles(self, sub: int, kernel, *args) -> bool:
+        """Call a SIMD kernel; False, with a warning, when it does not compile (first sub-step)."""
+        try:
+            kernel(*args)
+        except NumbaError as exc:
+            if sub:      # compiled for the first sub-step: cannot fail for the next ones
+                raise
+            logger.warning("model '%s': the SIMD reaction kernel does not compile (%s); stepping node at a "
+                           "time", self.model.name, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return False
         return True
 
     def _row_runs(self, region: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -284,7 +308,7 @@ class ReactionStepper:
     def info(self) -> dict:
         """What the run used (for ``summary.json``)."""
         if not self.uses_tables:
-            return {"lookup_table": False}
+            return {"lookup_table": False, "simd": self.simd_exact}
         t = next(t for t in self._tables.values() if t is not None)
         column, error = max(t.midpoint_error().items(), key=lambda kv: kv[1])
         return {"lookup_table": True, "simd": self.simd, "v_min_mV": self.settings.v_min,
