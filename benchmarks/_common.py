@@ -198,11 +198,11 @@ def matvec_bytes(n: int, nnz: int) -> dict[str, int]:
     return {"compulsory": base + 8 * n, "no_reuse": base + 8 * nnz}
 
 
-def sell_matvec_bytes(n: int, entries: int, chunks: int, value_bytes: int = 8) -> int:
-    """Compulsory traffic of one SELL-8 ``y = A x`` (twin.solver.sell.sell_matvec): a value
+def sell_matvec_bytes(n: int, entries: int, chunks: int, value_bytes: int = 8, rows_per_chunk: int = 16) -> int:
+    """Compulsory traffic of one SELL ``y = A x`` (twin.solver.sell.sell_matvec): a value
     (``value_bytes``) and a column (4) per stored entry (padding included), offset + width 16 per
     chunk, x read once, y written (8 per padded row)."""
-    return (value_bytes + 4) * entries + 16 * chunks + 8 * n + 8 * 8 * chunks
+    return (value_bytes + 4) * entries + 16 * chunks + 8 * n + 8 * rows_per_chunk * chunks
 
 
 #: bytes per unknown moved by the vector operations of one iteration of the fused

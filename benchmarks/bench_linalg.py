@@ -6,9 +6,9 @@
     write a; the write-allocate read of ``a`` is not counted, as in STREAM).
 
 ``bench_matvec[matrix-threads]``
-    ``twin.solver.sell.sell_matvec`` (the SELL-8 mat-vec twin's diffusion solve uses) on the
+    ``twin.solver.sell.sell_matvec`` (the SELL-16 mat-vec twin's diffusion solve uses) on the
     P1 stiffness of a box mesh.  Bytes per call = 12 per stored entry (padding included) +
-    16 per chunk of 8 rows + 8 n (x read once) + 8 per padded row (y written): the compulsory
+    16 per chunk of 16 rows + 8 n (x read once) + 8 per padded row (y written): the compulsory
     traffic (``_common.sell_matvec_bytes``; ``GBs_no_reuse`` counts one x gather per entry
     instead).  ``csr_GBs`` and ``sell_speedup_over_csr``: the CSR mat-vec
     (``twin.solver.linalg.csr_matvec``) on the same matrix in the same session.  ``GBs_per_triad_GBs`` is the fraction of the triad
@@ -22,7 +22,7 @@
     One Jacobi-PCG solve of the Niederer diffusion system (M + θ dt K/(χ Cm)) x = B v with
     θ = 1/2, dt = 0.01 ms, tolerance 1e-8, warm-started from v, where v is a
     depolarisation front (-85 mV to +20 mV, tanh over 0.5 mm at x = 5 mm) — what one
-    time step of the slab solves, with the SELL-8 kernels of the diffusion stepper.
+    time step of the slab solves, with the SELL-16 kernels of the diffusion stepper.
     Bytes = (its + 1) mat-vecs + the vector traffic (``_common.pcg_bytes``) + B's values.  Reported: ``iterations``, ``GBs``, ``GBs_per_triad_GBs``.
 """
 
@@ -119,11 +119,11 @@ def bench_matvec(measure, matrix, threads):
 
     assert np.allclose(y[:n], sp.csr_matrix((data, indices, indptr), shape=(n, n)) @ x)
     chunks = sm.width.shape[0]
-    nbytes = C.sell_matvec_bytes(n, sm.col.shape[0], chunks)
+    nbytes = C.sell_matvec_bytes(n, sm.col.shape[0], chunks, rows_per_chunk=sm.n_pad // max(chunks, 1))
     b = C.matvec_bytes(n, nnz)
     t = best / reps
     gbs = nbytes / t / 1e9
-    measure.report(threads, ratio_to_triad={"GBs": gbs}, matrix=name, format="SELL-8", nodes=n, nnz=nnz,
+    measure.report(threads, ratio_to_triad={"GBs": gbs}, matrix=name, format="SELL-16", nodes=n, nnz=nnz,
                    padding=sm.col.shape[0] / nnz - 1, nnz_per_row=nnz / n, bytes_per_call=nbytes, GBs=gbs,
                    GBs_median=nbytes / (median / reps) / 1e9,
                    GBs_no_reuse=(nbytes - 8 * n + 8 * sm.col.shape[0]) / t / 1e9,
@@ -172,11 +172,11 @@ def bench_pcg(measure, niederer_stepper, threads):
     assert min(its) > 0, "PCG failed"
     it = its[-1]
     chunks = sm.width.shape[0]
-    mv = C.sell_matvec_bytes(n, sm.col.shape[0], chunks, sm.values.itemsize)
+    mv = C.sell_matvec_bytes(n, sm.col.shape[0], chunks, sm.values.itemsize, sm.n_pad // max(chunks, 1))
     # the set-up pass reads D's values too (its pattern is A's)
     nbytes = C.pcg_bytes(n, sm.nnz, it, mv) + sm.values.itemsize * sm.col.shape[0]
     gbs = nbytes / best / 1e9
-    measure.report(threads, ratio_to_triad={"GBs": gbs}, matrix="niederer M + 0.5 dt K'", format="SELL-8",
+    measure.report(threads, ratio_to_triad={"GBs": gbs}, matrix="niederer M + 0.5 dt K'", format="SELL-16",
                    nodes=n, nnz=sm.nnz, iterations=it, GBs=gbs, GBs_median=nbytes / median / 1e9,
                    solve_ms=1e3 * best, ms_per_iteration=1e3 * best / it,
                    GBs_cpu_norm=nbytes / (measure.cpu_seconds() / threads) / 1e9,

@@ -1,4 +1,4 @@
-"""SELL-8 sparse kernels of the diffusion solve: against scipy, padding, NaN containment, threads."""
+"""SELL-16 sparse kernels of the diffusion solve: against scipy, padding, NaN containment, threads."""
 
 from __future__ import annotations
 
@@ -124,4 +124,4 @@ def test_same_solution_bits_on_one_and_two_threads():
             numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     assert out[0][1] == out[1][1]
     assert np.array_equal(out[0][0], out[1][0])
-    assert SELL_C == 8
+    assert SELL_C == 16

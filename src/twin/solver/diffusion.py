@@ -4,8 +4,8 @@
 
     (M + θ dt K') V⁺ = (M − (1−θ) dt K') V,      K' = K / (χ Cm)
 
-solved by Jacobi-PCG started from V plus the change extrapolated (cubic) from the last
-four steps; or explicit forward Euler with lumped mass, which is refused when dt exceeds
+solved by Jacobi-PCG started from V plus the change extrapolated (linearly) from the last
+two steps; or explicit forward Euler with lumped mass, which is refused when dt exceeds
 the stability limit 2 / λ_max(M_L⁻¹ K').
 """
 
@@ -55,10 +55,14 @@ def _accept(v, x, newest):  # pragma: no cover - JIT
 #: extrapolation weights of the last k changes of V (newest first): the polynomial of degree
 #: k − 1 through them, evaluated one step ahead
 EXTRAPOLATION = ((), (1.0,), (2.0, -1.0), (3.0, -3.0, 1.0), (4.0, -6.0, 4.0, -1.0))
-#: changes kept: PCG iterations per step over 15 ms of the Niederer slab (front crossing),
-#: measured: 5.63 (linear, 2 kept), 4.35 (quadratic), 3.51 (cubic, 4 kept), 3.38 (quartic),
-#: 4.03 (quintic: noise amplified)
-HISTORY = 4
+#: changes kept: 2, a linear extrapolation. Measured PCG iterations per step over 15 ms of the
+#: Niederer slab: 5.63 linear, 4.35 quadratic, 3.51 cubic. Not kept above linear: where the PCG
+#: corrections do not reach (far ahead of a front, below the tolerance) the stored change is the
+#: extrapolation itself, so its error grows like n^(k-1) over n steps; ahead of a Fisher-KPP
+#: front (u = 0 is unstable) the cubic start made the tail negative and the run blow up after
+#: 37 ms, the quadratic one lifted the tail by 1e-4 (linear: 1e-12, as before), see
+#: tests/test_verify_waves.py.
+HISTORY = 2
 
 
 def stability_limit(stiffness: sp.csr_matrix, lumped: np.ndarray) -> float:
@@ -159,8 +163,8 @@ class DiffusionStepper:
         self._work = [np.zeros(n_pad if implicit else 0) for _ in range(4)]
         self._x = np.zeros(n_pad if implicit else 0)
         self._v = np.zeros(n_pad if implicit else 0)     # V, padded
-        # the previous steps' changes of V give the start of the next solve, extrapolated by a
-        # cubic (a front moves a small fraction of an element per step, so the change varies
+        # the previous steps' changes of V give the start of the next solve, extrapolated
+        # linearly (a front moves a small fraction of an element per step, so the change varies
         # smoothly from step to step; see HISTORY): a ring of the last changes, _newest its head
         self._changes = np.zeros((HISTORY, n) if implicit else (0, 0))
         self._newest = HISTORY - 1
@@ -186,7 +190,8 @@ class DiffusionStepper:
         a, d = sm.values[0], sm.values[1]
         # the extrapolated start x, then b = B v and the first residual in one pass over A and D
         h = self._ordered_changes()
-        w = EXTRAPOLATION[self._have_delta] + (0.0,) * (HISTORY - self._have_delta)
+        h += [h[0]] * (4 - len(h))        # the kernel takes four changes; unused ones weigh 0
+        w = EXTRAPOLATION[self._have_delta] + (0.0,) * (4 - self._have_delta)
         extrapolate(v, h[0], h[1], h[2], h[3], w[0], w[1], w[2], w[3], x, self._v)
         rr, rz, bb = theta_residual(sm.offset, sm.width, sm.col, a, d, self._v, x, r, z, p, self._diag_inv,
                                     self._partial)

@@ -1,6 +1,6 @@
 """Sparse linear algebra shared by the solver: deterministic reductions and the CSR mat-vec.
 
-The diffusion solve itself runs on the SELL-8 kernels of :mod:`twin.solver.sell`; the
+The diffusion solve itself runs on the SELL-16 kernels of :mod:`twin.solver.sell`; the
 CSR mat-vec here is the reference the benchmarks and tests compare them with.
 
 Every ``prange`` loop owns its writes (one row, or one block of a reduction),
