@@ -198,7 +198,7 @@ def matvec_bytes(n: int, nnz: int) -> dict[str, int]:
     return {"compulsory": base + 8 * n, "no_reuse": base + 8 * nnz}
 
 
-def sell_matvec_bytes(n: int, entries: int, chunks: int, value_bytes: int = 8, rows_per_chunk: int = 16) -> int:
+def sell_matvec_bytes(n: int, entries: int, chunks: int, value_bytes: int, rows_per_chunk: int) -> int:
     """Compulsory traffic of one SELL ``y = A x`` (twin.solver.sell.sell_matvec): a value
     (``value_bytes``) and a column (4) per stored entry (padding included), offset + width 16 per
     chunk, x read once, y written (8 per padded row)."""

@@ -88,7 +88,7 @@ def matrix(request):
 @pytest.mark.parametrize("threads", THREADS, ids=lambda t: f"{t}thr")
 def bench_matvec(measure, matrix, threads):
     from twin.solver.linalg import csr_matvec
-    from twin.solver.sell import sell_from_csr, sell_matvec
+    from twin.solver.sell import SELL_C, sell_from_csr, sell_matvec
 
     _threads_or_skip(threads)
     name, (indptr, indices, data) = matrix
@@ -119,7 +119,7 @@ def bench_matvec(measure, matrix, threads):
 
     assert np.allclose(y[:n], sp.csr_matrix((data, indices, indptr), shape=(n, n)) @ x)
     chunks = sm.width.shape[0]
-    nbytes = C.sell_matvec_bytes(n, sm.col.shape[0], chunks, rows_per_chunk=sm.n_pad // max(chunks, 1))
+    nbytes = C.sell_matvec_bytes(n, sm.col.shape[0], chunks, sm.values.itemsize, SELL_C)
     b = C.matvec_bytes(n, nnz)
     t = best / reps
     gbs = nbytes / t / 1e9
@@ -146,7 +146,7 @@ def niederer_stepper():
 @pytest.mark.ci
 @pytest.mark.parametrize("threads", THREADS, ids=lambda t: f"{t}thr")
 def bench_pcg(measure, niederer_stepper, threads):
-    from twin.solver.sell import partials, pcg_from, theta_residual
+    from twin.solver.sell import SELL_C, partials, pcg_from, theta_residual
 
     _threads_or_skip(threads)
     st, v = niederer_stepper
@@ -172,7 +172,7 @@ def bench_pcg(measure, niederer_stepper, threads):
     assert min(its) > 0, "PCG failed"
     it = its[-1]
     chunks = sm.width.shape[0]
-    mv = C.sell_matvec_bytes(n, sm.col.shape[0], chunks, sm.values.itemsize, sm.n_pad // max(chunks, 1))
+    mv = C.sell_matvec_bytes(n, sm.col.shape[0], chunks, sm.values.itemsize, SELL_C)
     # the set-up pass reads D's values too (its pattern is A's)
     nbytes = C.pcg_bytes(n, sm.nnz, it, mv) + sm.values.itemsize * sm.col.shape[0]
     gbs = nbytes / best / 1e9

@@ -251,52 +251,43 @@ class ReactionStepper:
                                    tables.table_of_row, tables.v_lo, tables.inv_dv, *tables.tissue_key_args)
 
     def _step_simd(self, states: np.ndarray, i_stim: np.ndarray, dt: float, tables: LookupTables) -> bool:
-        """The vectorised kernel over runs of nodes, then the exact kernel on the nodes it left
-        (off a table: V beyond ``v_min``/``v_max``, a further key beyond its range, or NaN).
-
-        Returns False, with the states untouched, when the SIMD kernel does not compile (a
-        model file with a construct its generator did not foresee): the caller then steps node
-        at a time, and so does every later call.
-        """
-        lk = self.model.lookup
+        """The vectorised table kernel over runs of nodes, then the exact kernel on the nodes it
+        left (off a table: V beyond ``v_min``/``v_max``, a further key beyond its range, or NaN).
+        False, states untouched, when it does not compile (see :meth:`_substeps`)."""
         n = states.shape[1]
         if self._flag.shape[0] != n:
             self._flag = np.zeros(n, dtype=np.uint8)
-        flag = self._flag
-        starts, ends, rows = self._row_runs(self.region)
-        h_dt = dt / self.n_sub
-        for sub in range(self.n_sub):
-            if not self._compiles(sub, lk.step_simd, *states, self.params, starts, ends, rows, i_stim, h_dt,
-                                  tables.flat, tables.tables.shape[1], tables.table_of_row, tables.v_lo,
-                                  tables.inv_dv, *tables.simd_key_args, flag):
-                self.simd = False
-                return False
-            if flag.any():
-                lk.step_flagged(states, self.params, self.region, i_stim, h_dt, flag)
-        return True
+        tail = (tables.flat, tables.tables.shape[1], tables.table_of_row, tables.v_lo, tables.inv_dv,
+                *tables.simd_key_args, self._flag)
+        self.simd = self._substeps(self.model.lookup.step_simd, states, i_stim, dt, tail, self._flag)
+        return self.simd
 
     def _step_simd_exact(self, states: np.ndarray, i_stim: np.ndarray, dt: float) -> bool:
-        """The exact kernel vectorised over runs of nodes; False (states untouched) when it
-        does not compile, as :meth:`_step_simd`."""
+        """The exact kernel vectorised over runs of nodes; False as :meth:`_step_simd`."""
+        self.simd_exact = self._substeps(self.model.kernel_simd, states, i_stim, dt, (), None)
+        return self.simd_exact
+
+    def _substeps(self, kernel, states: np.ndarray, i_stim: np.ndarray, dt: float, tail: tuple,
+                  flag: np.ndarray | None) -> bool:
+        """``n_sub`` calls of a SIMD kernel (states as one row per argument, runs of nodes per
+        parameter row, then ``tail``); after each, the nodes it flagged are stepped exactly.
+
+        Returns False, with the states untouched, when the kernel does not compile (a model file
+        with a construct its generator did not foresee): the caller then steps node at a time.
+        """
         starts, ends, rows = self._row_runs(self.region)
         h_dt = dt / self.n_sub
         for sub in range(self.n_sub):
-            if not self._compiles(sub, self.model.kernel_simd, *states, self.params, starts, ends, rows, i_stim,
-                                  h_dt):
-                self.simd_exact = False
+            try:
+                kernel(*states, self.params, starts, ends, rows, i_stim, h_dt, *tail)
+            except NumbaError as exc:
+                if sub:      # compiled for the first sub-step: cannot fail for the next ones
+                    raise
+                logger.warning("model '%s': the SIMD reaction kernel does not compile (%s); stepping node at a "
+                               "time", self.model.name, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
                 return False
-        return True
-
-    def _compiles(self, sub: int, kernel, *args) -> bool:
-        """Call a SIMD kernel; False, with a warning, when it does not compile (first sub-step)."""
-        try:
-            kernel(*args)
-        except NumbaError as exc:
-            if sub:      # compiled for the first sub-step: cannot fail for the next ones
-                raise
-            logger.warning("model '%s': the SIMD reaction kernel does not compile (%s); stepping node at a "
-                           "time", self.model.name, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            return False
+            if flag is not None and flag.any():
+                self.model.lookup.step_flagged(states, self.params, self.region, i_stim, h_dt, flag)
         return True
 
     def _row_runs(self, region: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

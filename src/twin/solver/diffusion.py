@@ -52,16 +52,15 @@ def _accept(v, x, newest):  # pragma: no cover - JIT
         v[i] = x[i]
 
 
-#: extrapolation weights of the last k changes of V (newest first): the polynomial of degree
-#: k − 1 through them, evaluated one step ahead
-EXTRAPOLATION = ((), (1.0,), (2.0, -1.0), (3.0, -3.0, 1.0), (4.0, -6.0, 4.0, -1.0))
-#: changes kept: 2, a linear extrapolation. Measured PCG iterations per step over 15 ms of the
-#: Niederer slab: 5.63 linear, 4.35 quadratic, 3.51 cubic. Not kept above linear: where the PCG
-#: corrections do not reach (far ahead of a front, below the tolerance) the stored change is the
-#: extrapolation itself, so its error grows like n^(k-1) over n steps; ahead of a Fisher-KPP
-#: front (u = 0 is unstable) the cubic start made the tail negative and the run blow up after
-#: 37 ms, the quadratic one lifted the tail by 1e-4 (linear: 1e-12, as before), see
+#: extrapolation weights of the last k changes of V (newest first): linear through them,
+#: evaluated one step ahead. Two changes kept: measured PCG iterations per step over 15 ms of the
+#: Niederer slab were 5.63 linear, 4.35 quadratic, 3.51 cubic, but higher orders are not stable:
+#: where the PCG corrections do not reach (far ahead of a front, below the tolerance) the stored
+#: change is the extrapolation itself, so its error grows like n^(k-1) over n steps; ahead of a
+#: Fisher-KPP front (u = 0 is unstable) the cubic start made the tail negative and the run blow
+#: up after 37 ms, the quadratic one lifted the tail by 1e-4 (linear: 1e-12), see
 #: tests/test_verify_waves.py.
+EXTRAPOLATION = ((0.0, 0.0), (1.0, 0.0), (2.0, -1.0))
 HISTORY = 2
 
 
@@ -190,9 +189,8 @@ class DiffusionStepper:
         a, d = sm.values[0], sm.values[1]
         # the extrapolated start x, then b = B v and the first residual in one pass over A and D
         h = self._ordered_changes()
-        h += [h[0]] * (4 - len(h))        # the kernel takes four changes; unused ones weigh 0
-        w = EXTRAPOLATION[self._have_delta] + (0.0,) * (4 - self._have_delta)
-        extrapolate(v, h[0], h[1], h[2], h[3], w[0], w[1], w[2], w[3], x, self._v)
+        w = EXTRAPOLATION[self._have_delta]
+        extrapolate(v, h[0], h[1], w[0], w[1], x, self._v)
         rr, rz, bb = theta_residual(sm.offset, sm.width, sm.col, a, d, self._v, x, r, z, p, self._diag_inv,
                                     self._partial)
         its = pcg_from(sm.offset, sm.width, sm.col, a, self._diag_inv, x, self.tol, self.max_iter, r, z, p, q,
