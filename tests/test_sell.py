@@ -49,7 +49,7 @@ def _solve(sm, diag_inv, v, start, tol=1e-12):
     x = np.zeros(n_pad)
     zero = np.zeros_like(v)
     vp = np.zeros(n_pad)
-    extrapolate(v, start - v, zero, 1.0, 0.0, x, vp)
+    extrapolate(v, start - v, zero, zero, 1.0, 0.0, 0.0, x, vp)
     r, z, p, q = (np.zeros(n_pad) for _ in range(4))
     partial = partials()
     rr, rz, bb = theta_residual(sm.offset, sm.width, sm.col, sm.values[0], sm.values[1], vp, x, r, z, p, diag_inv,

@@ -10,7 +10,7 @@ from twin.case import case_from_text
 from twin.errors import DivergenceError, SolverError
 from twin.fem import lumped_mass, mass_matrix, stiffness_matrix
 from twin.mesh import box_mesh
-from twin.solver.diffusion import DiffusionStepper
+from twin.solver.diffusion import HISTORY, DiffusionStepper
 from twin.solver.linalg import N_BLOCKS, blocked_dot, csr_matvec
 from twin.solver.setup import build_problem
 from twin.solver.simulation import Simulation
@@ -144,7 +144,7 @@ def test_divergence_is_reported_with_time_step_and_node():
 
 
 def test_extrapolated_start_cuts_pcg_iterations_on_a_travelling_front():
-    """A front moving a fraction of an element per step: the start extrapolated from the last two
+    """A front moving a fraction of an element per step: the start extrapolated from the last
     steps' changes needs fewer iterations than starting from V, and reaches the same solution."""
     mesh = box_mesh((10.0, 0.5, 0.5), 0.1)
     k = stiffness_matrix(mesh.points, mesh.tets, np.full(mesh.n_tets, 0.1))
@@ -172,23 +172,78 @@ def test_extrapolated_start_cuts_pcg_iterations_on_a_travelling_front():
     assert np.abs(v1 - v0).max() < 1e-4
     # a checkpoint carries the history: a restored stepper continues exactly
     stepper = DiffusionStepper(k, m, chi=140.0, cm=0.01, dt=0.01, tol=1e-8)
-    for n in range(3):
+    for n in range(4):
         stepper.step(front(0.01 * n))
     saved = {key: np.array(val, copy=True) for key, val in stepper.checkpoint_arrays().items()}
     assert set(saved) == {"diffusion_changes", "diffusion_history"}
-    assert saved["diffusion_changes"].shape == (2, v1.shape[0])
-    a = front(0.03)
+    assert saved["diffusion_changes"].shape == (HISTORY, v1.shape[0])
+    a = front(0.04)
     stepper.step(a)
     other = DiffusionStepper(k, m, chi=140.0, cm=0.01, dt=0.01, tol=1e-8)
     other.restore(saved)
-    b = front(0.03)
+    b = front(0.04)
     other.step(b)
     np.testing.assert_array_equal(a, b)
-    # a checkpoint of an older twin (diffusion_delta/delta2) continues exactly the same way
-    old_style = {"diffusion_delta": saved["diffusion_changes"][0], "diffusion_delta2": saved["diffusion_changes"][1],
-                 "diffusion_history": np.array(2)}
-    c = front(0.03)
+    # a checkpoint of an older twin (the last two changes as diffusion_delta/delta2) continues
+    # as a stepper that has seen two steps
+    two = DiffusionStepper(k, m, chi=140.0, cm=0.01, dt=0.01, tol=1e-8)
+    for n in range(2):
+        two.step(front(0.01 * n))
+    recent = two.checkpoint_arrays()["diffusion_changes"]
+    old_style = {"diffusion_delta": recent[0], "diffusion_delta2": recent[1], "diffusion_history": np.array(2)}
+    a = front(0.02)
+    two.step(a)
+    c = front(0.02)
     resumed = DiffusionStepper(k, m, chi=140.0, cm=0.01, dt=0.01, tol=1e-8)
     resumed.restore(old_style)
     resumed.step(c)
     np.testing.assert_array_equal(c, a)
+
+
+def test_damped_start_beats_the_linear_one_and_keeps_uncorrected_errors_linear(monkeypatch):
+    """The start's quadratic term is damped (κ < 1) so that where PCG corrects nothing the stored
+    changes grow at most linearly (roots 1, 1, κ): a second difference ε of noise becomes a slope
+    of ε / (1 − κ), where the undamped quadratic start (a triple root) grows like n²; and on a
+    smoothly moving front the damped start still needs fewer iterations than the linear one."""
+    import twin.solver.diffusion as diffusion
+
+    mesh = box_mesh((4.0, 0.5, 0.5), 0.25)
+    k = stiffness_matrix(mesh.points, mesh.tets, np.full(mesh.n_tets, 0.1))
+    m = mass_matrix(mesh.points, mesh.tets)
+    n = mesh.points.shape[0]
+    eps = 1e-9
+    seed = {"diffusion_changes": np.stack([np.full(n, eps), np.zeros(n), np.zeros(n)]),
+            "diffusion_history": np.array(3)}
+
+    def uncorrected_growth(weights) -> float:
+        monkeypatch.setattr(diffusion, "EXTRAPOLATION", weights)
+        # a tolerance PCG meets at the start: every step keeps the extrapolated start as it is
+        stepper = DiffusionStepper(k, m, chi=140.0, cm=0.01, dt=0.01, tol=1e3)
+        stepper.restore(seed)
+        v = np.full(n, -85.0)
+        for _ in range(200):
+            assert stepper.step(v) == 0
+        return float(np.abs(v + 85.0).max())
+
+    kappa = diffusion.DAMPING
+    assert 0.0 < kappa < 1.0
+    damped = uncorrected_growth(diffusion._weights(kappa))
+    # V sums 200 changes that grow with slope ε/(1 − κ): about 200²/2 · ε/(1 − κ); the undamped
+    # start's changes grow like n²/2 · ε, V like n³/6 · ε
+    assert damped < 200 ** 2 * eps / (1.0 - kappa)
+    undamped = uncorrected_growth(diffusion._weights(1.0))
+    assert undamped > 200 ** 3 / 12 * eps
+
+    x = mesh.points[:, 0]
+
+    def iterations(weights) -> int:
+        monkeypatch.setattr(diffusion, "EXTRAPOLATION", weights)
+        stepper = DiffusionStepper(k, m, chi=140.0, cm=0.01, dt=0.01, tol=1e-10)
+        total = 0
+        for step in range(60):
+            v = -85.0 + 105.0 / (1.0 + np.exp((x - 1.0 - 0.5 * 0.01 * step) / 0.3))
+            total += stepper.step(v)
+        return total
+
+    # κ = 0 is the linear start
+    assert iterations(diffusion._weights(kappa)) < iterations(diffusion._weights(0.0))

@@ -4,9 +4,10 @@
 
     (M + θ dt K') V⁺ = (M − (1−θ) dt K') V,      K' = K / (χ Cm)
 
-solved by Jacobi-PCG started from V plus the change extrapolated (linearly) from the last
-two steps; or explicit forward Euler with lumped mass, which is refused when dt exceeds
-the stability limit 2 / λ_max(M_L⁻¹ K').
+solved by Jacobi-PCG started from V plus the change extrapolated from the last three
+steps (linear plus a damped quadratic term, see :data:`EXTRAPOLATION`); or explicit forward
+Euler with lumped mass, which is refused when dt exceeds the stability limit
+2 / λ_max(M_L⁻¹ K').
 """
 
 from __future__ import annotations
@@ -52,16 +53,34 @@ def _accept(v, x, newest):  # pragma: no cover - JIT
         v[i] = x[i]
 
 
-#: extrapolation weights of the last k changes of V (newest first): linear through them,
-#: evaluated one step ahead. Two changes kept: measured PCG iterations per step over 15 ms of the
-#: Niederer slab were 5.63 linear, 4.35 quadratic, 3.51 cubic, but higher orders are not stable:
-#: where the PCG corrections do not reach (far ahead of a front, below the tolerance) the stored
-#: change is the extrapolation itself, so its error grows like n^(k-1) over n steps; ahead of a
-#: Fisher-KPP front (u = 0 is unstable) the cubic start made the tail negative and the run blow
-#: up after 37 ms, the quadratic one lifted the tail by 1e-4 (linear: 1e-12), see
-#: tests/test_verify_waves.py.
-EXTRAPOLATION = ((0.0, 0.0), (1.0, 0.0), (2.0, -1.0))
-HISTORY = 2
+#: damping of the quadratic term of the PCG start (see EXTRAPOLATION)
+DAMPING = 0.75
+
+
+def _weights(kappa: float) -> tuple[tuple[float, float, float], ...]:
+    """Weights of the last k = 0..3 changes of V (newest first) in the start of the next solve.
+
+    With three changes: the linear extrapolation plus ``kappa`` times the second difference,
+    ``d₁ + (d₁ − d₂) + κ (d₁ − 2 d₂ + d₃)``.  Why damped: where the PCG corrections do not reach
+    (far ahead of a front, below the tolerance) the stored change *is* the start, so the start
+    obeys ``d_n = Σ w_k d_(n−k)``, whose characteristic polynomial is ``(z − 1)² (z − κ)``: a
+    double root at 1 (errors grow like n, as with the linear start) and one decaying root.  The
+    undamped quadratic (κ = 1, a triple root) lets them grow like n², the cubic like n³.
+    """
+    return ((0.0, 0.0, 0.0), (1.0, 0.0, 0.0), (2.0, -1.0, 0.0),
+            (2.0 + kappa, -(1.0 + 2.0 * kappa), kappa))
+
+
+#: extrapolation weights of the last k changes of V (newest first), one step ahead. Measured PCG
+#: iterations per step over the 45 ms Niederer wave at dx 0.2: 5.64 linear, 4.83 (κ 0.7),
+#: 4.67 (κ 0.8), 4.51 undamped quadratic, activation times within 2e-5 ms of each other. Ahead
+#: of a Fisher-KPP front (u = 0 unstable, tests/test_verify_waves.py, h 0.4, tolerance 1e-10)
+#: κ <= 0.8 leave the tail where the linear start leaves it (4.1e-12, final u within 7e-6
+#: everywhere), κ 0.9 moves it by 40 %, κ 1 makes it negative (-8e-4) and a cubic start blows
+#: the run up after 37 ms. κ/(1 − κ) is the gain from a second difference of noise to a lasting
+#: slope: 3 at 0.75.
+EXTRAPOLATION = _weights(DAMPING)
+HISTORY = 3
 
 
 def stability_limit(stiffness: sp.csr_matrix, lumped: np.ndarray) -> float:
@@ -163,7 +182,7 @@ class DiffusionStepper:
         self._x = np.zeros(n_pad if implicit else 0)
         self._v = np.zeros(n_pad if implicit else 0)     # V, padded
         # the previous steps' changes of V give the start of the next solve, extrapolated
-        # linearly (a front moves a small fraction of an element per step, so the change varies
+        # (a front moves a small fraction of an element per step, so the change varies
         # smoothly from step to step; see HISTORY): a ring of the last changes, _newest its head
         self._changes = np.zeros((HISTORY, n) if implicit else (0, 0))
         self._newest = HISTORY - 1
@@ -190,7 +209,7 @@ class DiffusionStepper:
         # the extrapolated start x, then b = B v and the first residual in one pass over A and D
         h = self._ordered_changes()
         w = EXTRAPOLATION[self._have_delta]
-        extrapolate(v, h[0], h[1], w[0], w[1], x, self._v)
+        extrapolate(v, h[0], h[1], h[2], w[0], w[1], w[2], x, self._v)
         rr, rz, bb = theta_residual(sm.offset, sm.width, sm.col, a, d, self._v, x, r, z, p, self._diag_inv,
                                     self._partial)
         its = pcg_from(sm.offset, sm.width, sm.col, a, self._diag_inv, x, self.tol, self.max_iter, r, z, p, q,

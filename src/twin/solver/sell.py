@@ -145,13 +145,13 @@ def sell_matvec(offset, width, col, val, x, out):  # pragma: no cover - JIT
 
 
 @njit(**_SIMD)
-def extrapolate(v, d1, d2, w1, w2, x, vp):  # pragma: no cover - JIT
-    """``x = v + w1 d1 + w2 d2`` and ``vp = v`` over the ``n`` rows of ``v`` (``x`` and ``vp``
-    have n_pad entries; their padding is left as it is, zero)."""
+def extrapolate(v, d1, d2, d3, w1, w2, w3, x, vp):  # pragma: no cover - JIT
+    """``x = v + w1 d1 + w2 d2 + w3 d3`` and ``vp = v`` over the ``n`` rows of ``v`` (``x`` and
+    ``vp`` have n_pad entries; their padding is left as it is, zero)."""
     for i in prange(v.shape[0]):
         vi = v[i]
         vp[i] = vi
-        x[i] = vi + (w1 * d1[i] + w2 * d2[i])
+        x[i] = vi + (w1 * d1[i] + w2 * d2[i] + w3 * d3[i])
 
 
 @njit(**_SIMD)
