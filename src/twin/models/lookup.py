@@ -24,6 +24,7 @@ from numba.core.errors import NumbaError
 
 from ..errors import ModelError
 from .base import ReactionModel
+from .vecmath import pack_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,28 @@ class LookupSettings:
 def table_rows(lo: float, hi: float, dv: float) -> int:
     """Grid points of a table from ``lo`` to ``hi`` at spacing ``dv``."""
     return int(np.floor((hi - lo) / dv)) + 1
+
+
+def pack_table(tables: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The form of ``(n_tables, rows, cols)`` tables the SIMD kernel reads: ``(mid, packed)``.
+
+    ``packed[t, i, c]`` (flat, uint64) holds ``T[i, c] − mid[t, c]`` and the step
+    ``T[i + 1, c] − T[i, c]`` as two float32 (the last row's step is 0), so that
+    ``mid + (value + w · step)`` interpolates with one load.  ``mid`` is 0, so each entry keeps
+    float32's relative precision (2⁻²⁴; an exponential such as exp(V F/RT) spans orders of
+    magnitude over the table), except for a column of one sign whose range is below its
+    smallest magnitude (a Rush–Larsen factor exp(−dt/τ) stays within 1e-4 of 1): it is stored
+    about its midrange, so its rounding stays below 2⁻²⁵ of the range, not of the value.  Either
+    way the rounding is far below the interpolation error itself
+    (:meth:`LookupTables.midpoint_error` with ``packed=True`` measures both together).
+    """
+    lo, hi = tables.min(axis=1), tables.max(axis=1)
+    narrow = ((lo > 0) & (hi - lo < lo)) | ((hi < 0) & (hi - lo < -hi))
+    mid = np.where(narrow, 0.5 * (lo + hi), 0.0)
+    step = np.zeros_like(tables)
+    step[:, :-1] = tables[:, 1:] - tables[:, :-1]
+    packed = pack_pairs(tables - mid[:, None, :], step).reshape(-1)
+    return np.ascontiguousarray(mid.reshape(-1)), packed
 
 
 class LookupTables:
@@ -105,7 +128,7 @@ class LookupTables:
         self.tissue_key_args = tuple(x for _, t, r, k_lo in self.keys for x in (t, r, k_lo, self.inv_dv))
         self.simd_key_args = tuple(x for _, t, r, k_lo in self.keys
                                    for x in (t.reshape(-1), t.shape[1], r, k_lo, self.inv_dv))
-        self.flat = self.tables.reshape(-1)   # the SIMD kernel indexes one flat array
+        self.mid, self.packed = pack_table(self.tables)
         self.columns = cols
         self.model = model
         self._params = params
@@ -136,22 +159,30 @@ class LookupTables:
     def nbytes(self) -> int:
         return int(self.tables.nbytes + sum(t.nbytes for _, t, _, _ in self.keys))
 
-    def midpoint_error(self) -> dict[str, float]:
+    def midpoint_error(self, packed: bool = False) -> dict[str, float]:
         """Largest |interpolated - exact| halfway between grid points, per column, over all tables.
 
         Relative to the column's range on the grid (0 for a constant column): what the table
-        costs in accuracy, recorded in the run summary.
+        costs in accuracy, recorded in the run summary.  ``packed``: as the SIMD kernel
+        interpolates (:func:`pack_table`'s float32 pairs) instead of from the float64 table.
         """
         rows, n_cols = self.tables.shape[1], len(self.columns)
         worst = np.zeros(n_cols)
+        if packed:
+            pairs = self.packed.reshape(self.tables.shape)
+            value = (pairs & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.float32).astype(np.float64)
+            step = (pairs >> np.uint64(32)).astype(np.uint32).view(np.float32).astype(np.float64)
+            mid = self.mid.reshape(self.tables.shape[0], 1, n_cols)
+            halfway = (mid + (value + 0.5 * step))[:, :-1]
+        else:
+            halfway = 0.5 * (self.tables[:, :-1] + self.tables[:, 1:])
         for t in range(self.tables.shape[0]):
             r = int(np.flatnonzero(self.table_of_row == t)[0])
             exact = np.empty((rows - 1, n_cols))
             self.model.lookup.build_table(np.ascontiguousarray(self._params[r], dtype=np.float64), self.h_dt,
                                           self.v_lo + 0.5 * self.dv, self.dv, exact)
-            tab = self.tables[t]
-            err = np.abs(0.5 * (tab[:-1] + tab[1:]) - exact).max(axis=0)
-            span = np.ptp(tab, axis=0)
+            err = np.abs(halfway[t] - exact).max(axis=0)
+            span = np.ptp(self.tables[t], axis=0)
             worst = np.maximum(worst, np.divide(err, span, out=np.zeros(n_cols), where=span > 0))
         return dict(zip(self.columns, map(float, worst)))
 
@@ -257,7 +288,7 @@ class ReactionStepper:
         n = states.shape[1]
         if self._flag.shape[0] != n:
             self._flag = np.zeros(n, dtype=np.uint8)
-        tail = (tables.flat, tables.tables.shape[1], tables.table_of_row, tables.v_lo, tables.inv_dv,
+        tail = (tables.packed, tables.tables.shape[1], tables.table_of_row, tables.mid, tables.v_lo, tables.inv_dv,
                 *tables.simd_key_args, self._flag)
         self.simd = self._substeps(self.model.lookup.step_simd, states, i_stim, dt, tail, self._flag)
         return self.simd
@@ -301,7 +332,7 @@ class ReactionStepper:
         if not self.uses_tables:
             return {"lookup_table": False, "simd": self.simd_exact}
         t = next(t for t in self._tables.values() if t is not None)
-        column, error = max(t.midpoint_error().items(), key=lambda kv: kv[1])
+        column, error = max(t.midpoint_error(packed=self.simd).items(), key=lambda kv: kv[1])
         return {"lookup_table": True, "simd": self.simd, "v_min_mV": self.settings.v_min,
                 "v_max_mV": self.settings.v_max,
                 "dv_mV": self.settings.dv, "columns": len(t.columns), "tables": int(t.tables.shape[0]),

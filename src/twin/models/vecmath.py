@@ -1,4 +1,5 @@
-"""``log`` and ``exp`` that LLVM can vectorise, for the generated SIMD reaction kernels.
+"""``log`` and ``exp`` that LLVM can vectorise, for the generated SIMD reaction kernels, and the
+readers of their packed lookup tables (:func:`pair_lo`, :func:`pair_hi`).
 
 A call to libm's ``log``/``exp`` stops LLVM's loop vectoriser (Numba's PyPI build has no
 vector math library), so a loop over nodes that takes a logarithm runs one node at a time.
@@ -94,3 +95,41 @@ def vexp(x: float) -> float:  # pragma: no cover - compiled
     out = 0.0 if x < -745.1332191019412 else out
     out = x if x != x else out
     return out
+
+
+@intrinsic
+def _lo_f32(typingctx, x):  # pragma: no cover - compiled
+    """The float32 in the low 32 bits of a uint64, widened to float64."""
+    def codegen(context, builder, signature, args):
+        f = builder.bitcast(builder.trunc(args[0], ir.IntType(32)), ir.FloatType())
+        return builder.fpext(f, ir.DoubleType())
+    return types.float64(types.uint64), codegen
+
+
+@intrinsic
+def _hi_f32(typingctx, x):  # pragma: no cover - compiled
+    """The float32 in the high 32 bits of a uint64, widened to float64."""
+    def codegen(context, builder, signature, args):
+        h = builder.trunc(builder.lshr(args[0], ir.Constant(ir.IntType(64), 32)), ir.IntType(32))
+        return builder.fpext(builder.bitcast(h, ir.FloatType()), ir.DoubleType())
+    return types.float64(types.uint64), codegen
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def pair_lo(packed: int) -> float:  # pragma: no cover - compiled
+    """First float32 of a pair packed by :func:`pack_pairs` (as float64)."""
+    return _lo_f32(packed)
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def pair_hi(packed: int) -> float:  # pragma: no cover - compiled
+    """Second float32 of a pair packed by :func:`pack_pairs` (as float64)."""
+    return _hi_f32(packed)
+
+
+def pack_pairs(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Two arrays rounded to float32 and packed into one uint64 per element (``first`` in the low
+    half): one 8-byte load (one gather in a SIMD loop) reads both."""
+    lo = np.ascontiguousarray(first, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    hi = np.ascontiguousarray(second, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    return lo | (hi << np.uint64(32))
