@@ -157,7 +157,9 @@ class LookupTables:
 
     @property
     def nbytes(self) -> int:
-        return int(self.tables.nbytes + sum(t.nbytes for _, t, _, _ in self.keys))
+        """Bytes of every table, the packed copy the SIMD kernel reads included."""
+        return int(self.tables.nbytes + self.packed.nbytes + self.mid.nbytes
+                   + sum(t.nbytes for _, t, _, _ in self.keys))
 
     def midpoint_error(self, packed: bool = False) -> dict[str, float]:
         """Largest |interpolated - exact| halfway between grid points, per column, over all tables.
