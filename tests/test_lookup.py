@@ -18,6 +18,7 @@ from twin.errors import CaseError, ModelError
 from twin.models import get_model
 from twin.models.library import load_model_file
 from twin.models.lookup import LookupSettings, LookupTables, ReactionStepper, row_runs
+from twin.models.vecmath import unpack_pairs
 from twin.solver.setup import build_problem
 from twin.solver.simulation import Simulation
 
@@ -287,9 +288,7 @@ def test_packed_tables_keep_float32_relative_precision():
     m = get_model("tentusscher_2006")
     t = LookupTables(m, m.param_defaults[None, :].copy(), DT, LookupSettings())
     tab = t.tables
-    pairs = t.packed.reshape(tab.shape)
-    value = (pairs & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.float32).astype(np.float64)
-    step = (pairs >> np.uint64(32)).astype(np.uint32).view(np.float32).astype(np.float64)
+    value, step = unpack_pairs(t.packed.reshape(tab.shape))
     mid = t.mid.reshape(tab.shape[0], 1, tab.shape[2])
     got = mid + value
     err = np.abs(got - tab)

@@ -818,7 +818,7 @@ def _simd_kernel(a: ModelAnalysis, plan: LookupPlan) -> list[str]:
     and is flagged; ``step_flagged`` then steps those nodes exactly (``node_step``: the exact
     kernel, so no second copy of the table code is compiled).
 
-    The V table is read packed (:meth:`twin.models.lookup.LookupTables.packed`): two gathers
+    The V table is read packed (:func:`twin.models.lookup.pack_table`): two gathers
     per column (rows i and i + 1) were most of the kernel's time; one 8-byte gather now brings
     the value and the step to the next row as two float32 (measured on the Niederer slab, TP06,
     1 thread: 48 → 37 ns per node-step alone, 57 → 45 inside the time loop).

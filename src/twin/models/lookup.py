@@ -24,7 +24,7 @@ from numba.core.errors import NumbaError
 
 from ..errors import ModelError
 from .base import ReactionModel
-from .vecmath import pack_pairs
+from .vecmath import pack_pairs, unpack_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -171,9 +171,7 @@ class LookupTables:
         rows, n_cols = self.tables.shape[1], len(self.columns)
         worst = np.zeros(n_cols)
         if packed:
-            pairs = self.packed.reshape(self.tables.shape)
-            value = (pairs & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.float32).astype(np.float64)
-            step = (pairs >> np.uint64(32)).astype(np.uint32).view(np.float32).astype(np.float64)
+            value, step = unpack_pairs(self.packed.reshape(self.tables.shape))
             mid = self.mid.reshape(self.tables.shape[0], 1, n_cols)
             halfway = (mid + (value + 0.5 * step))[:, :-1]
         else:

@@ -133,3 +133,10 @@ def pack_pairs(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     lo = np.ascontiguousarray(first, dtype=np.float32).view(np.uint32).astype(np.uint64)
     hi = np.ascontiguousarray(second, dtype=np.float32).view(np.uint32).astype(np.uint64)
     return lo | (hi << np.uint64(32))
+
+
+def unpack_pairs(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two arrays :func:`pack_pairs` packed, as float64 (what the kernels read)."""
+    first = (packed & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.float32).astype(np.float64)
+    second = (packed >> np.uint64(32)).astype(np.uint32).view(np.float32).astype(np.float64)
+    return first, second

@@ -74,11 +74,10 @@ def _weights(kappa: float) -> tuple[tuple[float, float, float], ...]:
 #: extrapolation weights of the last k changes of V (newest first), one step ahead. Measured PCG
 #: iterations per step over the 45 ms Niederer wave at dx 0.2: 5.64 linear, 4.83 (κ 0.7),
 #: 4.74 (κ 0.75, the choice), 4.67 (κ 0.8), 4.51 undamped quadratic, activation times within
-#: 2e-5 ms of each other. Ahead
-#: of a Fisher-KPP front (u = 0 unstable, tests/test_verify_waves.py, h 0.4, tolerance 1e-10)
-#: κ <= 0.8 leave the tail where the linear start leaves it (4.1e-12, final u within 7e-6
-#: everywhere), κ 0.9 moves it by 40 %, κ 1 makes it negative (-8e-4) and a cubic start blows
-#: the run up after 37 ms. κ/(1 − κ) is the gain from a second difference of noise to a lasting
+#: 2e-5 ms of each other. Ahead of a Fisher-KPP front (u = 0 unstable, tests/test_verify_waves.py,
+#: h 0.4, tolerance 1e-10) κ <= 0.8 leave the tail where the linear start leaves it (4.1e-12,
+#: final u within 7e-6 everywhere), κ 0.9 moves it by 40 %, κ 1 makes it negative (-8e-4) and a
+#: cubic start blows the run up after 37 ms. κ/(1 − κ) is the gain from a second difference of noise to a lasting
 #: slope: 3 at 0.75.
 EXTRAPOLATION = _weights(DAMPING)
 HISTORY = 3
